@@ -1,0 +1,25 @@
+/**
+ * ring/: the bounded multi-producer single-consumer record ring every
+ * mailbox is made of. It knows nothing of routes or capabilities.
+ */
+export {
+  DestinationTooSmall,
+  InvalidCapacity,
+  InvalidRecordType,
+  LayoutMismatch,
+  ProducerSlotsExhausted,
+  ProducerStateError,
+  RecordTooLarge,
+  RingError,
+  WriteTimeout,
+} from './errors.ts';
+export { Producer, ProducerSlots } from './producer-slots.ts';
+export {
+  type RecordHandler,
+  Ring,
+  type RingCreateOptions,
+  type RingInitOptions,
+  type RingWriteOptions,
+} from './ring.ts';
+export { MAX_RECORD_TYPE, RECORD_HEADER_BYTES, RING_HEADER_BYTES, recordBytes } from './ring-layout.ts';
+export { DEFAULT_WAIT_POLICY, PARK_AT_ONCE, SPIN_HARD, type WaitPolicy } from './wait-policy.ts';

@@ -1,0 +1,810 @@
+/**
+ * A bounded multi-producer, single-consumer ring of variable-length records
+ * in a SharedArrayBuffer, after the design of Agrona's ManyToOneRingBuffer:
+ *
+ * - Producers (any number of threads) claim space with one compare-and-swap
+ *   on TAIL, write the record, then publish it with one store of its header's
+ *   PUBLISH word. No locks; a producer that loses the CAS retries at the new
+ *   tail.
+ * - The consumer (exactly one thread at a time) reads records in position
+ *   order, zeroes each one it consumes and moves HEAD past it. Records that
+ *   would straddle the end of the record space are preceded by a padding
+ *   record that runs to the end, and start again at 0.
+ * - A full ring refuses a claim (the producer learns it); nothing is ever
+ *   overwritten. Awaitable and blocking writes wait for room.
+ * - Producers announce each claim in their producer slot before making it, so
+ *   a claim left unpublished by a thread that died is found and turned into
+ *   padding once the host has declared that thread dead (see
+ *   producer-slots.ts and `recoverStalledClaim`).
+ * - Waiting: the consumer spins, then parks on CONSUMER_SLEEP with
+ *   Atomics.wait (or waitAsync on an event loop). A producer notifies only
+ *   when it sees the consumer parked. Both sides store their own word then
+ *   load the other's (sequentially consistent), so at least one of them sees
+ *   the other: a publish is never missed by a parking consumer.
+ *
+ * Layout: ring-layout.ts. Nothing on the send or receive path allocates on the
+ * JS heap (the convenience `tryRead` and `peekView` do, and say so).
+ */
+
+import {
+  DestinationTooSmall,
+  InvalidCapacity,
+  InvalidRecordType,
+  LayoutMismatch,
+  ProducerStateError,
+  RecordTooLarge,
+  RingError,
+  WriteTimeout,
+} from './errors.ts';
+import {
+  DEAD,
+  FREE,
+  LIVE,
+  type Producer,
+  ProducerSlots,
+  SLOT_ANNOUNCE_BYTES,
+  SLOT_ANNOUNCE_POS,
+  SLOT_ANNOUNCE_RING,
+  SLOT_STATE,
+  slotState,
+} from './producer-slots.ts';
+import {
+  MAX_CAPACITY,
+  MAX_RECORD_TYPE,
+  MIN_CAPACITY,
+  PADDING_TYPE,
+  RECORD_HEADER_BYTES,
+  RING_HEADER_BYTES,
+  RING_MAGIC,
+  RING_VERSION,
+  recordBytes,
+  W_CAPACITY,
+  W_CONSUMER_SLEEP,
+  W_HEAD,
+  W_HEAD_CACHE,
+  W_MAGIC,
+  W_MAX_RECORD,
+  W_ROOM_SEQ,
+  W_ROOM_WAITERS,
+  W_SLOTS_OFFSET,
+  W_TAIL,
+  W_VERSION,
+  wakeConsumerAt,
+} from './ring-layout.ts';
+import { type SharedViews, viewsOf } from './shared-views.ts';
+import { DEFAULT_WAIT_POLICY, type WaitPolicy } from './wait-policy.ts';
+
+export interface RingInitOptions {
+  /** Bytes of record space: a power of two from 64 to 2^30. */
+  capacity: number;
+  /**
+   * Largest payload accepted, in bytes. Default: capacity / 8 - 8. At most
+   * capacity / 2 - 8, which guarantees that an empty ring can always take a
+   * record of the maximum length whatever the wrap position.
+   */
+  maxRecordLength?: number;
+  /** Byte offset of the ProducerSlots region the ring's producers use. */
+  producerSlotsOffset: number;
+}
+
+export interface RingCreateOptions {
+  capacity: number;
+  maxRecordLength?: number;
+  /** Producer slots to lay out beside the ring (threads that may produce). Default 64. */
+  maxProducers?: number;
+}
+
+export interface RingWriteOptions {
+  signal?: AbortSignal;
+  /** Give up with WriteTimeout after this many milliseconds. Default: wait for ever. */
+  timeoutMs?: number;
+}
+
+/** Handler of `drain`: `bytes` is the whole buffer; the payload is `bytes[offset, offset + length)`. */
+export type RecordHandler = (type: number, bytes: Uint8Array, offset: number, length: number) => void;
+
+/** A parked wait that has a dead producer to deal with re-checks at least this often (ms). */
+const DEAD_CLAIM_RECHECK_MS = 2;
+/** With an abort signal, awaitable writes re-check it at least this often (ms). */
+const ABORT_RECHECK_MS = 250;
+/** Records up to this many payload bytes are copied byte by byte (cheaper than a native call). */
+const SMALL_COPY = 32;
+/** Records up to this many words are zeroed word by word (cheaper than fill). */
+const SMALL_ZERO_WORDS = 16;
+
+const slotTables = new WeakMap<SharedArrayBuffer, Map<number, ProducerSlots>>();
+
+function slotsAt(buffer: SharedArrayBuffer, byteOffset: number): ProducerSlots {
+  let perBuffer = slotTables.get(buffer);
+  if (perBuffer === undefined) {
+    perBuffer = new Map();
+    slotTables.set(buffer, perBuffer);
+  }
+  let slots = perBuffer.get(byteOffset);
+  if (slots === undefined) {
+    slots = ProducerSlots.attach(buffer, byteOffset);
+    perBuffer.set(byteOffset, slots);
+  }
+  return slots;
+}
+
+export class Ring {
+  readonly views: SharedViews;
+  readonly i32: Int32Array;
+  /** The whole buffer as bytes: payloads are read and written in place through it. */
+  readonly bytes: Uint8Array;
+  /** Word index of the ring's first header word. */
+  readonly base: number;
+  readonly byteOffset: number;
+  readonly capacity: number;
+  readonly maxRecordLength: number;
+  /** The producer slots this ring's producers announce claims in. */
+  readonly slots: ProducerSlots;
+  private readonly mask: number;
+  /** Absolute byte offset where record space starts, and where it ends. */
+  private readonly dataStart: number;
+  private readonly dataEnd: number;
+  /** Word index of the start of record space. */
+  private readonly dataWord: number;
+
+  // Consumer-local state (meaningful only in the consumer's thread).
+  /** Type of the record `peek` returned; valid until `release`. */
+  recordType = 0;
+  /** Absolute byte offset in `bytes` of that record's payload. */
+  recordOffset = 0;
+  /** Payload length of the peeked record, or -1 when nothing is peeked. */
+  private peekedLength = -1;
+  private peekedBytes = 0;
+  private peekedHeaderWord = 0;
+  /** Set once this consumer padded a dead claim: reclaim the slot once the ring drains. */
+  private reclaimPending = false;
+  /** The consumer's position; HEAD lags it by what is consumed but not yet handed back. */
+  private consumerHead: number;
+  /** The last value this consumer stored in HEAD. */
+  private publishedHead: number;
+  /** Consumed bytes after which the consumer hands space back without waiting to run dry. */
+  private readonly releaseEvery: number;
+
+  /** Bytes a ring of `capacity` bytes of record space occupies, header included. */
+  static bytesFor(capacity: number): number {
+    checkCapacity(capacity);
+    return RING_HEADER_BYTES + capacity;
+  }
+
+  /** Lays out an empty ring at `byteOffset` (64-aligned) and attaches to it. */
+  static init(buffer: SharedArrayBuffer, byteOffset: number, options: RingInitOptions): Ring {
+    const { capacity, producerSlotsOffset } = options;
+    checkCapacity(capacity);
+    const limit = capacity / 2 - RECORD_HEADER_BYTES;
+    const maxRecordLength = options.maxRecordLength ?? capacity / 8 - RECORD_HEADER_BYTES;
+    if (!Number.isInteger(maxRecordLength) || maxRecordLength < 0 || maxRecordLength > limit) {
+      throw new InvalidCapacity(
+        `maxRecordLength must be an integer in 0..${limit} for capacity ${capacity}, got ${maxRecordLength}`,
+      );
+    }
+    checkPlacement(buffer, byteOffset, RING_HEADER_BYTES + capacity);
+    slotsAt(buffer, producerSlotsOffset); // throws LayoutMismatch if no slot region is there
+    const { i32 } = viewsOf(buffer);
+    const base = byteOffset >> 2;
+    i32.fill(0, base, base + (RING_HEADER_BYTES + capacity) / 4);
+    i32[base + W_CAPACITY] = capacity;
+    i32[base + W_MAX_RECORD] = maxRecordLength;
+    i32[base + W_SLOTS_OFFSET] = producerSlotsOffset;
+    i32[base + W_VERSION] = RING_VERSION;
+    Atomics.store(i32, base + W_MAGIC, RING_MAGIC); // publishes the ring: attach checks it
+    return new Ring(buffer, byteOffset);
+  }
+
+  /** Opens a ring another thread laid out with `init`. */
+  static attach(buffer: SharedArrayBuffer, byteOffset: number): Ring {
+    return new Ring(buffer, byteOffset);
+  }
+
+  /**
+   * Allocates a SharedArrayBuffer holding a producer-slot table and one ring,
+   * and lays both out. Pass `buffer`, `ringOffset` and `slotsOffset` to other
+   * threads; they `attach`.
+   */
+  static create(options: RingCreateOptions): {
+    buffer: SharedArrayBuffer;
+    ring: Ring;
+    slots: ProducerSlots;
+    ringOffset: number;
+    slotsOffset: number;
+  } {
+    const maxProducers = options.maxProducers ?? 64;
+    const slotsOffset = 0;
+    const ringOffset = align64(ProducerSlots.bytesFor(maxProducers));
+    const buffer = new SharedArrayBuffer(ringOffset + Ring.bytesFor(options.capacity));
+    const slots = ProducerSlots.init(buffer, slotsOffset, maxProducers);
+    const ring = Ring.init(buffer, ringOffset, {
+      capacity: options.capacity,
+      maxRecordLength: options.maxRecordLength,
+      producerSlotsOffset: slotsOffset,
+    });
+    return { buffer, ring, slots, ringOffset, slotsOffset };
+  }
+
+  private constructor(buffer: SharedArrayBuffer, byteOffset: number) {
+    checkPlacement(buffer, byteOffset, RING_HEADER_BYTES);
+    this.views = viewsOf(buffer);
+    this.i32 = this.views.i32;
+    this.bytes = this.views.u8;
+    this.byteOffset = byteOffset;
+    this.base = byteOffset >> 2;
+    const i32 = this.i32;
+    if (Atomics.load(i32, this.base + W_MAGIC) !== RING_MAGIC) {
+      throw new LayoutMismatch(`no ring at byte offset ${byteOffset}`);
+    }
+    if (i32[this.base + W_VERSION] !== RING_VERSION) {
+      throw new LayoutMismatch(`ring at ${byteOffset} has layout version ${i32[this.base + W_VERSION]}`);
+    }
+    this.capacity = i32[this.base + W_CAPACITY]!;
+    checkCapacity(this.capacity);
+    checkPlacement(buffer, byteOffset, RING_HEADER_BYTES + this.capacity);
+    this.maxRecordLength = i32[this.base + W_MAX_RECORD]!;
+    this.slots = slotsAt(buffer, i32[this.base + W_SLOTS_OFFSET]!);
+    this.mask = this.capacity - 1;
+    this.dataStart = byteOffset + RING_HEADER_BYTES;
+    this.dataEnd = this.dataStart + this.capacity;
+    this.dataWord = this.dataStart >> 2;
+    this.consumerHead = Atomics.load(i32, this.base + W_HEAD);
+    this.publishedHead = this.consumerHead;
+    this.releaseEvery = this.capacity >>> 2;
+  }
+
+  // ---------------------------------------------------------------- producers
+
+  /**
+   * Reserves room for a record of `length` payload bytes and type `type`.
+   * Returns the absolute offset in `bytes` where the payload goes, or -1 when
+   * the ring is full (nothing reserved). The caller writes the payload and
+   * then calls `commit(producer)`; until then the consumer waits at this
+   * record, so keep the window short.
+   */
+  tryClaim(producer: Producer, type: number, length: number): number {
+    this.checkClaim(producer, type, length);
+    const i32 = this.i32;
+    const base = this.base;
+    const capacity = this.capacity;
+    const need = recordBytes(length);
+    const slotWord = producer.slotWord;
+    // Why plain accesses below: in Node 20 every Atomics call is an out-of-line
+    // builtin (~15 ns here) and a plain access is under 1 ns. Plain accesses are
+    // used only where an atomic operation next to them carries the ordering,
+    // and each says which. Aligned Int32Array accesses never tear.
+    if (producer.announcedRing !== this.byteOffset + 1) {
+      i32[slotWord + SLOT_ANNOUNCE_RING] = this.byteOffset + 1; // ordered before the claim by the CAS below
+      producer.announcedRing = this.byteOffset + 1;
+    }
+    // A hint: any value HEAD_CACHE ever held is at or behind HEAD, so it can only make the ring look fuller.
+    let head = i32[base + W_HEAD_CACHE]!;
+    // Any value is safe here: the CAS checks it, and returns the real tail when it was wrong.
+    let tail = i32[base + W_TAIL]!;
+    for (;;) {
+      const index = tail & this.mask;
+      const toEnd = capacity - index;
+      // A record that does not fit before the end takes a padding record to the end and starts at 0.
+      const span = need <= toEnd ? need : toEnd + need;
+      // Unsigned difference: a cached head from long ago reads as "very full", never as "empty".
+      if (((tail - head) >>> 0) + span > capacity) {
+        head = Atomics.load(i32, base + W_HEAD);
+        if (((tail - head) >>> 0) + span > capacity) {
+          // ...then the ring is full. Withdraw the announcement of an earlier, lost attempt at
+          // this claim, so a consumer stalled there does not wait on this producer.
+          i32[slotWord + SLOT_ANNOUNCE_BYTES] = 0;
+          return -1;
+        }
+        i32[base + W_HEAD_CACHE] = head; // a hint for other producers; any reader treats it as one
+      }
+      // Announce (position, span) before claiming; the CAS orders these stores before the claim.
+      i32[slotWord + SLOT_ANNOUNCE_BYTES] = span;
+      i32[slotWord + SLOT_ANNOUNCE_POS] = tail;
+      const witnessed = Atomics.compareExchange(i32, base + W_TAIL, tail, (tail + span) | 0);
+      if (witnessed === tail) {
+        // ...then [tail, tail + span) is ours.
+        let recordIndex = index;
+        if (span !== need) {
+          // Publishes the padding to the end; its TYPE word is already 0 (consumed space is zeroed).
+          Atomics.store(i32, this.dataWord + (index >> 2), toEnd - RECORD_HEADER_BYTES + 1);
+          recordIndex = 0;
+        }
+        const headerWord = this.dataWord + (recordIndex >> 2);
+        i32[headerWord + 1] = type; // published with the record by commit's atomic store
+        producer.claimRingBase = base;
+        producer.claimHeaderWord = headerWord;
+        producer.claimLength = length;
+        return this.dataStart + recordIndex + RECORD_HEADER_BYTES;
+      }
+      // ...else another producer claimed at this tail first: try again at the tail it left.
+      tail = witnessed;
+    }
+  }
+
+  /** Publishes the record reserved by the last `tryClaim` of `producer` on this ring. */
+  commit(producer: Producer): void {
+    if (producer.claimRingBase !== this.base) {
+      throw new ProducerStateError('commit without an open claim on this ring');
+    }
+    const i32 = this.i32;
+    Atomics.store(i32, producer.claimHeaderWord, producer.claimLength + 1); // publishes the record
+    producer.claimRingBase = -1;
+    wakeConsumerAt(i32, this.base);
+  }
+
+  /**
+   * Copies `src[srcOffset, srcOffset + length)` into the ring as one record.
+   * Returns false when the ring is full (nothing written).
+   */
+  tryWrite(
+    producer: Producer,
+    type: number,
+    src: Uint8Array,
+    srcOffset = 0,
+    length = src.length - srcOffset,
+  ): boolean {
+    if (srcOffset < 0 || length < 0 || srcOffset + length > src.length) {
+      throw new RangeError(
+        `source range [${srcOffset}, ${srcOffset + length}) is outside a ${src.length}-byte array`,
+      );
+    }
+    const at = this.tryClaim(producer, type, length);
+    if (at < 0) return false;
+    const bytes = this.bytes;
+    if (length <= SMALL_COPY) {
+      for (let i = 0; i < length; i++) bytes[at + i] = src[srcOffset + i]!;
+    } else if (srcOffset === 0 && length === src.length) {
+      bytes.set(src, at);
+    } else {
+      bytes.set(src.subarray(srcOffset, srcOffset + length), at);
+    }
+    this.commit(producer);
+    return true;
+  }
+
+  /**
+   * Writes one record, waiting (on the event loop) for room when the ring is
+   * full. Rejects with the signal's reason when aborted, with WriteTimeout
+   * after `timeoutMs`; in both cases nothing was written.
+   */
+  async write(
+    producer: Producer,
+    type: number,
+    src: Uint8Array,
+    options: RingWriteOptions = {},
+  ): Promise<void> {
+    const { signal, timeoutMs = Number.POSITIVE_INFINITY } = options;
+    signal?.throwIfAborted();
+    if (this.tryWrite(producer, type, src)) return;
+    const deadline = performance.now() + timeoutMs;
+    const i32 = this.i32;
+    const waiters = this.base + W_ROOM_WAITERS;
+    const seqWord = this.base + W_ROOM_SEQ;
+    for (;;) {
+      Atomics.add(i32, waiters, 1); // announces a waiter before re-checking: the consumer's next release will bump ROOM_SEQ
+      let parked: Promise<unknown> | undefined;
+      try {
+        const seq = Atomics.load(i32, seqWord);
+        if (this.tryWrite(producer, type, src)) return;
+        let wait = deadline - performance.now();
+        if (wait <= 0)
+          throw new WriteTimeout(`no room for a ${src.length}-byte record within ${timeoutMs} ms`);
+        if (signal !== undefined) wait = Math.min(wait, ABORT_RECHECK_MS);
+        const result = Atomics.waitAsync(i32, seqWord, seq, wait);
+        if (result.async) parked = result.value;
+        if (parked !== undefined) await (signal === undefined ? parked : raceAbort(parked, signal));
+      } finally {
+        Atomics.sub(i32, waiters, 1);
+      }
+      signal?.throwIfAborted();
+    }
+  }
+
+  /**
+   * Writes one record, blocking the thread (Atomics.wait) while the ring is
+   * full, for at most `timeoutMs`. Returns false on timeout (nothing written).
+   */
+  writeSync(
+    producer: Producer,
+    type: number,
+    src: Uint8Array,
+    timeoutMs = Number.POSITIVE_INFINITY,
+  ): boolean {
+    if (this.tryWrite(producer, type, src)) return true;
+    const deadline = performance.now() + timeoutMs;
+    const i32 = this.i32;
+    const waiters = this.base + W_ROOM_WAITERS;
+    const seqWord = this.base + W_ROOM_SEQ;
+    for (;;) {
+      Atomics.add(i32, waiters, 1); // announces a waiter before re-checking
+      try {
+        const seq = Atomics.load(i32, seqWord);
+        if (this.tryWrite(producer, type, src)) return true;
+        const wait = deadline - performance.now();
+        if (wait <= 0) return false;
+        Atomics.wait(i32, seqWord, seq, wait);
+      } finally {
+        Atomics.sub(i32, waiters, 1);
+      }
+    }
+  }
+
+  private checkClaim(producer: Producer, type: number, length: number): void {
+    if (producer.claimRingBase !== -1)
+      throw new ProducerStateError('this producer already has an open claim');
+    if (producer.released) throw new ProducerStateError('this producer was released');
+    if (producer.slots.base !== this.slots.base || producer.slots.views !== this.views) {
+      throw new ProducerStateError("the producer's slot table is not the one this ring uses");
+    }
+    if (!Number.isInteger(type) || type < 1 || type > MAX_RECORD_TYPE) {
+      throw new InvalidRecordType(`record type must be an integer in 1..${MAX_RECORD_TYPE}, got ${type}`);
+    }
+    if (!Number.isInteger(length) || length < 0)
+      throw new RangeError(`record length must be a natural number`);
+    if (length > this.maxRecordLength) throw new RecordTooLarge(length, this.maxRecordLength);
+  }
+
+  // ---------------------------------------------------------------- consumer
+  //
+  // The consumer keeps its position in `consumerHead` and publishes it to HEAD
+  // lazily: once a quarter of the ring has been consumed since the last
+  // publication, whenever it finds the ring empty, and before parking. Each
+  // consumed record is zeroed at once; only the hand-over of its space to
+  // producers is batched (as Agrona's reader does per read call), saving two
+  // atomic operations per record. A producer waiting for room therefore gets
+  // it at the latest after a quarter ring more is consumed, or when the
+  // consumer catches up.
+
+  /**
+   * Looks at the oldest record without consuming it. Returns its payload
+   * length (then `recordType` and `recordOffset` describe it and the payload
+   * can be read in place in `bytes`), or -1 when there is none yet. The
+   * record stays put, and peek keeps returning it, until `release`.
+   */
+  peek(): number {
+    if (this.peekedLength >= 0) return this.peekedLength;
+    const i32 = this.i32;
+    for (;;) {
+      const head = this.consumerHead;
+      const index = head & this.mask;
+      const headerWord = this.dataWord + (index >> 2);
+      const published = Atomics.load(i32, headerWord);
+      if (published === 0) {
+        // ...then either the ring is empty or the record at head is claimed but unpublished.
+        if (head !== this.publishedHead) this.publishHead();
+        if (Atomics.load(i32, this.slots.deadCountWord) !== 0 && this.recoverStalledClaim(head)) continue;
+        return -1;
+      }
+      const length = published - 1;
+      const bytes = recordBytes(length);
+      const type = i32[headerWord + 1]!; // published with the PUBLISH word loaded above
+      if (type === PADDING_TYPE) {
+        this.consume(headerWord, bytes);
+        continue;
+      }
+      this.recordType = type;
+      this.recordOffset = this.dataStart + index + RECORD_HEADER_BYTES;
+      this.peekedLength = length;
+      this.peekedBytes = bytes;
+      this.peekedHeaderWord = headerWord;
+      return length;
+    }
+  }
+
+  /** A view of the peeked payload, valid until `release`. Allocates the view object. */
+  peekView(): Uint8Array | null {
+    const length = this.peek();
+    if (length < 0) return null;
+    return this.bytes.subarray(this.recordOffset, this.recordOffset + length);
+  }
+
+  /** Consumes the peeked record: its space goes back to the producers. */
+  release(): void {
+    if (this.peekedLength < 0) throw new RingError('release without a peeked record');
+    this.peekedLength = -1;
+    this.consume(this.peekedHeaderWord, this.peekedBytes);
+  }
+
+  /**
+   * Copies the oldest record into `dest` at `destOffset` and consumes it.
+   * Returns its length (its type is in `recordType`), or -1 when there is
+   * none. Throws DestinationTooSmall, leaving the record in the ring, when it
+   * does not fit.
+   */
+  tryReadInto(dest: Uint8Array, destOffset = 0): number {
+    const length = this.peek();
+    if (length < 0) return -1;
+    if (destOffset + length > dest.length) throw new DestinationTooSmall(length, dest.length - destOffset);
+    const at = this.recordOffset;
+    const bytes = this.bytes;
+    if (length <= SMALL_COPY) {
+      for (let i = 0; i < length; i++) dest[destOffset + i] = bytes[at + i]!;
+    } else {
+      dest.set(bytes.subarray(at, at + length), destOffset);
+    }
+    this.release();
+    return length;
+  }
+
+  /** Copies the oldest record into a new array and consumes it; null when there is none. Allocates. */
+  tryRead(): Uint8Array | null {
+    const length = this.peek();
+    if (length < 0) return null;
+    const copy = this.bytes.slice(this.recordOffset, this.recordOffset + length);
+    this.release();
+    return copy;
+  }
+
+  /**
+   * Hands up to `limit` records, oldest first, to `handler` in one pass and
+   * consumes them. The payload view is valid only during the call. A record
+   * whose handler throws counts as consumed. Returns the count.
+   */
+  drain(handler: RecordHandler, limit = Number.POSITIVE_INFINITY): number {
+    let count = 0;
+    while (count < limit) {
+      const length = this.peek();
+      if (length < 0) break;
+      count++;
+      try {
+        handler(this.recordType, this.bytes, this.recordOffset, length);
+      } finally {
+        this.release();
+      }
+    }
+    return count;
+  }
+
+  /**
+   * Hands every consumed byte back to producers now. The consumer does this by
+   * itself when it runs dry or parks; call it before passing the consumer
+   * role to another thread, which then attaches and starts from HEAD.
+   */
+  flushConsumed(): void {
+    if (this.consumerHead !== this.publishedHead) this.publishHead();
+  }
+
+  /** Bytes claimed and not yet handed back. May be stale the moment it is read. */
+  get usedBytes(): number {
+    return (Atomics.load(this.i32, this.base + W_TAIL) - Atomics.load(this.i32, this.base + W_HEAD)) >>> 0;
+  }
+
+  /**
+   * Blocks the consumer thread until a record is available or `timeoutMs`
+   * passes: spins `policy.spins` times, then parks with Atomics.wait. Returns
+   * whether a record is available (then `peek` returns it).
+   */
+  waitForRecord(timeoutMs = Number.POSITIVE_INFINITY, policy: WaitPolicy = DEFAULT_WAIT_POLICY): boolean {
+    if (this.peek() >= 0) return true;
+    for (let i = policy.spins; i > 0; i--) if (this.peek() >= 0) return true;
+    const deadline = performance.now() + timeoutMs;
+    const i32 = this.i32;
+    const sleepWord = this.base + W_CONSUMER_SLEEP;
+    for (;;) {
+      const wait = this.prepareToPark(deadline);
+      if (wait === 0) return this.peekedLength >= 0;
+      Atomics.wait(i32, sleepWord, 1, wait);
+      Atomics.store(i32, sleepWord, 0);
+      if (this.peek() >= 0) return true;
+    }
+  }
+
+  /**
+   * Like `waitForRecord`, but parks with Atomics.waitAsync so the event loop
+   * goes on. Resolves to whether a record is available.
+   */
+  async waitForRecordAsync(
+    timeoutMs = Number.POSITIVE_INFINITY,
+    policy: WaitPolicy = DEFAULT_WAIT_POLICY,
+  ): Promise<boolean> {
+    if (this.peek() >= 0) return true;
+    for (let i = policy.spins; i > 0; i--) if (this.peek() >= 0) return true;
+    const deadline = performance.now() + timeoutMs;
+    const i32 = this.i32;
+    const sleepWord = this.base + W_CONSUMER_SLEEP;
+    for (;;) {
+      const wait = this.prepareToPark(deadline);
+      if (wait === 0) return this.peekedLength >= 0;
+      const result = Atomics.waitAsync(i32, sleepWord, 1, wait);
+      if (result.async) await result.value;
+      Atomics.store(i32, sleepWord, 0);
+      if (this.peek() >= 0) return true;
+    }
+  }
+
+  /**
+   * Sets CONSUMER_SLEEP and re-checks. Returns 0 when the consumer must not
+   * park (a record arrived: then it is peeked; or the deadline passed), else
+   * how long to park for.
+   */
+  private prepareToPark(deadline: number): number {
+    const i32 = this.i32;
+    const sleepWord = this.base + W_CONSUMER_SLEEP;
+    this.flushConsumed();
+    const deadProducers = Atomics.load(i32, this.slots.deadCountWord) !== 0;
+    if (deadProducers) this.reclaimDeadProducers();
+    Atomics.store(i32, sleepWord, 1); // announces the park: producers publishing from now on will notify
+    if (this.peek() >= 0) {
+      Atomics.store(i32, sleepWord, 0);
+      return 0;
+    }
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) {
+      Atomics.store(i32, sleepWord, 0);
+      return 0;
+    }
+    // A dead claim may wait on a live producer moving on, which wakes nobody: look again soon.
+    return deadProducers ? Math.min(remaining, DEAD_CLAIM_RECHECK_MS) : remaining;
+  }
+
+  /** Zeroes a consumed record and moves the consumer past it. */
+  private consume(headerWord: number, bytes: number): void {
+    // Zeroed so no stale byte can pose as a future record's PUBLISH word; ordered before
+    // producers reuse the space by the atomic store of HEAD that hands it back.
+    const words = bytes >> 2;
+    const i32 = this.i32;
+    if (words <= SMALL_ZERO_WORDS) {
+      for (let i = 0; i < words; i++) i32[headerWord + i] = 0;
+    } else {
+      i32.fill(0, headerWord, headerWord + words);
+    }
+    this.consumerHead = (this.consumerHead + bytes) | 0;
+    if ((this.consumerHead - this.publishedHead) >>> 0 >= this.releaseEvery) this.publishHead();
+  }
+
+  private publishHead(): void {
+    const i32 = this.i32;
+    this.publishedHead = this.consumerHead;
+    Atomics.store(i32, this.base + W_HEAD, this.consumerHead); // publishes the zeroed space to producers
+    // A producer adds itself to ROOM_WAITERS before re-checking HEAD, so one of us sees the other.
+    if (Atomics.load(i32, this.base + W_ROOM_WAITERS) !== 0) {
+      Atomics.add(i32, this.base + W_ROOM_SEQ, 1);
+      Atomics.notify(i32, this.base + W_ROOM_SEQ);
+    }
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * Called by the consumer when the record at `head` is unpublished and some
+   * producer slot is DEAD. Turns the dead owner's claim into padding, or
+   * returns false when it cannot prove one is there yet.
+   *
+   * The owner of the claim covering `head` announced it before its CAS and
+   * keeps the announcement until it publishes, so it is among the slots whose
+   * announcement covers `head`. If any LIVE slot's announcement covers it,
+   * that producer may be the owner, merely slow: wait. Otherwise the owner is
+   * DEAD. Other DEAD announcements may also cover `head` (a producer that
+   * lost its CAS and died before moving on, or a stale one): their spans all
+   * start at or before the owner's claim start, so the smallest end among them
+   * lies within the owner's claim; padding to it is safe, and if it falls
+   * short, the next call pads the rest.
+   */
+  private recoverStalledClaim(head: number): boolean {
+    const i32 = this.i32;
+    if (Atomics.load(i32, this.base + W_TAIL) === head) {
+      // ...then the ring is simply empty; dead claims here, if any, were resolved.
+      if (this.reclaimPending) {
+        this.reclaimPending = false;
+        this.reclaimDeadProducers();
+      }
+      return false;
+    }
+    // The atomic TAIL load above read from the claim at head (or a later one), so every
+    // announcement made before those claims is visible to the plain loads below.
+    const slots = this.slots;
+    const ringTag = this.byteOffset + 1;
+    let found = false;
+    let bestEnd = 0;
+    for (let s = 0; s < slots.count; s++) {
+      const word = slots.slotWord(s);
+      const state = slotState(Atomics.load(i32, word + SLOT_STATE));
+      if (state === FREE || i32[word + SLOT_ANNOUNCE_RING] !== ringTag) continue;
+      const start = i32[word + SLOT_ANNOUNCE_POS]!;
+      const span = i32[word + SLOT_ANNOUNCE_BYTES]!;
+      const covers = (head - start) >>> 0 < span;
+      if (!covers) continue;
+      // ...a live producer whose claim covers head may own it, merely slow: wait for it.
+      if (state === LIVE) return false;
+      if (state === DEAD) {
+        const end = (start + span) | 0;
+        if (!found || (end - head) >>> 0 < (bestEnd - head) >>> 0) bestEnd = end;
+        found = true;
+      }
+    }
+    if (!found) return false;
+    this.writePadding(head, (bestEnd - head) >>> 0);
+    this.reclaimPending = true;
+    return true;
+  }
+
+  /** Publishes padding over [position, position + size), split at the end of record space. */
+  private writePadding(position: number, size: number): void {
+    const i32 = this.i32;
+    let index = position & this.mask;
+    let remaining = size;
+    while (remaining > 0) {
+      const chunk = Math.min(remaining, this.capacity - index);
+      const headerWord = this.dataWord + (index >> 2);
+      i32[headerWord + 1] = PADDING_TYPE; // the dead producer may have written its type already
+      Atomics.store(i32, headerWord, chunk - RECORD_HEADER_BYTES + 1); // publishes the padding
+      remaining -= chunk;
+      index = 0;
+    }
+  }
+
+  /**
+   * Frees DEAD producer slots whose announced claims point into this ring,
+   * when the ring is empty (so every such claim was either recovered or
+   * never made). Consumer only; runs by itself before parking and after a
+   * recovery once the ring drains. Returns how many slots it freed.
+   */
+  reclaimDeadProducers(): number {
+    const i32 = this.i32;
+    const slots = this.slots;
+    if (Atomics.load(i32, slots.deadCountWord) === 0) return 0;
+    const head = this.consumerHead;
+    const tail = Atomics.load(i32, this.base + W_TAIL);
+    const ringTag = this.byteOffset + 1;
+    let freed = 0;
+    for (let s = 0; s < slots.count; s++) {
+      const word = slots.slotWord(s);
+      if (slotState(Atomics.load(i32, word + SLOT_STATE)) !== DEAD) continue;
+      if (i32[word + SLOT_ANNOUNCE_RING] !== ringTag) continue;
+      const start = i32[word + SLOT_ANNOUNCE_POS]!;
+      const end = (start + i32[word + SLOT_ANNOUNCE_BYTES]!) | 0;
+      // Harmless when the claim lies wholly behind head (consumed or recovered), or at or
+      // beyond tail (the CAS never happened, and a dead thread will not try again).
+      const consumed = ((end - head) | 0) <= 0;
+      const neverMade = ((start - tail) | 0) >= 0;
+      if ((consumed || neverMade) && slots.freeDead(s)) freed++;
+    }
+    return freed;
+  }
+}
+
+function raceAbort(parked: Promise<unknown>, signal: AbortSignal): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    parked.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function checkCapacity(capacity: number): void {
+  if (
+    !Number.isInteger(capacity) ||
+    capacity < MIN_CAPACITY ||
+    capacity > MAX_CAPACITY ||
+    (capacity & (capacity - 1)) !== 0
+  ) {
+    throw new InvalidCapacity(
+      `ring capacity must be a power of two from ${MIN_CAPACITY} to ${MAX_CAPACITY} bytes, got ${capacity}`,
+    );
+  }
+}
+
+function checkPlacement(buffer: SharedArrayBuffer, byteOffset: number, bytes: number): void {
+  if (!(buffer instanceof SharedArrayBuffer)) throw new LayoutMismatch('a ring needs a SharedArrayBuffer');
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 64 !== 0) {
+    throw new LayoutMismatch(`ring offset must be a non-negative multiple of 64, got ${byteOffset}`);
+  }
+  if (byteOffset + bytes > buffer.byteLength) {
+    throw new LayoutMismatch(
+      `ring at ${byteOffset} (+${bytes} bytes) overruns the buffer (${buffer.byteLength} bytes)`,
+    );
+  }
+}
+
+function align64(n: number): number {
+  return (n + 63) & ~63;
+}
