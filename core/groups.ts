@@ -1,0 +1,341 @@
+/**
+ * Route groups: members, death, links.
+ *
+ * Kill is synchronous and transitive, and iterative (a worklist, never
+ * recursion), in two phases:
+ *   1. Breadth-first over the linked closure: lock each group alone; if it
+ *      is alive, mark it DEAD and close every member route (while holding
+ *      the group lock, so a route being created in it either is on the
+ *      member list and gets closed, or sees DEAD and is born closed); in
+ *      every case, dead or not, queue its link partners. Walking the links of
+ *      groups that someone else killed is what makes "when kill returns, the
+ *      whole closure is dead" hold even when two kills race: a link is only
+ *      detached (phase 2) after its detacher's phase 1 has finished.
+ *   2. Detach each visited group's link list and free both ends of every
+ *      link.
+ * Only one group lock is held at a time in both phases; link and unlink hold
+ * two, in ascending slot index. Lock order: see lock.ts.
+ *
+ * Links are two nodes, one in each group's G_LINKS list, each naming the
+ * other (its twin). A node is freed by whoever takes it off its list, always
+ * under that list's group lock, so each node is freed exactly once.
+ */
+
+import {
+  C_LINK_ENDS,
+  C_LIVE_GROUPS,
+  G_GEN,
+  G_LINKS,
+  G_LOCK,
+  G_MEMBERS,
+  G_REFS,
+  G_STATE,
+  GS_ALIVE,
+  GS_DEAD,
+  GS_FREE,
+  idGeneration,
+  idIndex,
+  makeId,
+  N_A,
+  N_B,
+  N_C,
+  N_D,
+  N_E,
+  N_GEN,
+  N_KIND,
+  N_NEXT,
+  NK_LINK,
+  R_CLOSED_BIT,
+  R_FLAGS,
+  R_NEXT_MEMBER,
+  R_PIN,
+  R_PREV_MEMBER,
+  R_REASON,
+  REASON_KILLED,
+  RF_MEMBER,
+} from './layout.ts';
+import { lock, unlock } from './lock.ts';
+import { closeRoute, removeFromList, runDeferred } from './routes.ts';
+import type { Shared } from './shared.ts';
+
+/** A new live group with one reference (its Group object's). */
+export function createGroup(o: Shared): number {
+  const i32 = o.i32;
+  const g = o.groups.alloc();
+  const w = o.groups.word(g);
+  Atomics.store(i32, w + G_LOCK, 0);
+  Atomics.store(i32, w + G_MEMBERS, 0);
+  Atomics.store(i32, w + G_LINKS, 0);
+  Atomics.store(i32, w + G_REFS, 1);
+  Atomics.store(i32, w + G_STATE, GS_ALIVE); // the slot is unreachable until its id is handed out
+  Atomics.add(i32, C_LIVE_GROUPS, 1);
+  return g;
+}
+
+export function groupGen(o: Shared, g: number): number {
+  return Atomics.load(o.i32, o.groups.word(g) + G_GEN);
+}
+
+export function isDead(o: Shared, g: number): boolean {
+  return Atomics.load(o.i32, o.groups.word(g) + G_STATE) === GS_DEAD;
+}
+
+export function retainGroup(o: Shared, g: number): void {
+  Atomics.add(o.i32, o.groups.word(g) + G_REFS, 1);
+}
+
+export function releaseGroup(o: Shared, g: number): void {
+  if (Atomics.sub(o.i32, o.groups.word(g) + G_REFS, 1) !== 1) return;
+  o.groupUnrefQueue.push(g);
+  runDeferred(o);
+}
+
+/**
+ * Puts route `r` on group `g`'s member list if `g` is alive, else closes it
+ * (killed) before anyone can name it. Returns whether `g` was alive.
+ */
+export function addMember(o: Shared, g: number, r: number): boolean {
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  const rw = o.routes.word(r);
+  lock(i32, w + G_LOCK);
+  const alive = Atomics.load(i32, w + G_STATE) === GS_ALIVE;
+  if (alive) {
+    const head = Atomics.load(i32, w + G_MEMBERS);
+    Atomics.store(i32, rw + R_NEXT_MEMBER, head);
+    Atomics.store(i32, rw + R_PREV_MEMBER, 0);
+    if (head !== 0) Atomics.store(i32, o.routes.word(head - 1) + R_PREV_MEMBER, r + 1);
+    Atomics.store(i32, w + G_MEMBERS, r + 1);
+    Atomics.store(i32, rw + R_FLAGS, RF_MEMBER);
+  } else {
+    Atomics.store(i32, rw + R_REASON, REASON_KILLED);
+    Atomics.or(i32, rw + R_PIN, R_CLOSED_BIT);
+  }
+  unlock(i32, w + G_LOCK);
+  return alive;
+}
+
+/** Takes route `r` off group `g`'s member list (if it is on it). */
+export function removeMember(o: Shared, g: number, r: number): void {
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  const rw = o.routes.word(r);
+  lock(i32, w + G_LOCK);
+  if ((Atomics.load(i32, rw + R_FLAGS) & RF_MEMBER) !== 0) {
+    const next = Atomics.load(i32, rw + R_NEXT_MEMBER);
+    const prev = Atomics.load(i32, rw + R_PREV_MEMBER);
+    if (prev === 0) Atomics.store(i32, w + G_MEMBERS, next);
+    else Atomics.store(i32, o.routes.word(prev - 1) + R_NEXT_MEMBER, next);
+    if (next !== 0) Atomics.store(i32, o.routes.word(next - 1) + R_PREV_MEMBER, prev);
+    Atomics.store(i32, rw + R_FLAGS, 0);
+  }
+  unlock(i32, w + G_LOCK);
+}
+
+/**
+ * The last reference to group `g` went. No route is left in it; if it is
+ * still alive nobody can reach it any more, so its links are dropped
+ * without killing anyone.
+ */
+export function freeGroup(o: Shared, g: number): void {
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  lock(i32, w + G_LOCK);
+  const links = Atomics.exchange(i32, w + G_LINKS, 0);
+  if (Atomics.load(i32, w + G_STATE) === GS_ALIVE) Atomics.sub(i32, C_LIVE_GROUPS, 1);
+  Atomics.store(i32, w + G_STATE, GS_FREE);
+  // Bumped under the lock: whoever locks this slot later with the old generation sees it gone.
+  const gen = Atomics.add(i32, w + G_GEN, 1) + 1;
+  unlock(i32, w + G_LOCK);
+  dropLinkList(o, links);
+  o.groups.freeBumped(g, gen);
+}
+
+/** Frees every node of a detached link list, taking each twin off its partner's list. */
+function dropLinkList(o: Shared, head: number): void {
+  const i32 = o.i32;
+  let x = head;
+  while (x !== 0) {
+    const node = x - 1;
+    const nw = o.nodes.word(node);
+    x = Atomics.load(i32, nw + N_NEXT);
+    const partner = Atomics.load(i32, nw + N_A);
+    const partnerGen = Atomics.load(i32, nw + N_B);
+    const twin = Atomics.load(i32, nw + N_C);
+    const twinGen = Atomics.load(i32, nw + N_D);
+    const pw = o.groups.word(partner);
+    lock(i32, pw + G_LOCK);
+    if (Atomics.load(i32, pw + G_GEN) === partnerGen && o.nodeGen(twin) === twinGen) {
+      if (removeFromList(o, pw + G_LINKS, twin)) freeLinkEnd(o, twin);
+    }
+    // ...else the partner detached its list itself (it is dying or gone): it frees the twin.
+    unlock(i32, pw + G_LOCK);
+    freeLinkEnd(o, node);
+  }
+}
+
+function freeLinkEnd(o: Shared, node: number): void {
+  Atomics.sub(o.i32, C_LINK_ENDS, 1);
+  o.freeNode(node);
+}
+
+/** Kills group (g, gen) and, transitively, every group linked to it. Returns when all of them are dead. */
+export function killGroup(o: Shared, g: number, gen: number): void {
+  const i32 = o.i32;
+  const work = [g, gen];
+  const seen = new Set<number>();
+  const visited: number[] = [];
+  o.deferDepth++;
+  try {
+    // Phase 1: mark the closure dead.
+    while (work.length !== 0) {
+      const ggen = work.pop()!;
+      const gi = work.pop()!;
+      if (seen.has(gi)) continue;
+      seen.add(gi);
+      const w = o.groups.word(gi);
+      lock(i32, w + G_LOCK);
+      const state = Atomics.load(i32, w + G_STATE);
+      if (Atomics.load(i32, w + G_GEN) !== ggen || state === GS_FREE) {
+        unlock(i32, w + G_LOCK); // ...the group was freed meanwhile: nothing of it is left to kill
+        continue;
+      }
+      if (state === GS_ALIVE) {
+        Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (under the lock): no route joins after this
+        Atomics.sub(i32, C_LIVE_GROUPS, 1);
+        for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
+          const r = m - 1;
+          m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
+          closeRoute(o, r, REASON_KILLED);
+        }
+      }
+      for (let x = Atomics.load(i32, w + G_LINKS); x !== 0; ) {
+        const nw = o.nodes.word(x - 1);
+        work.push(Atomics.load(i32, nw + N_A), Atomics.load(i32, nw + N_B));
+        x = Atomics.load(i32, nw + N_NEXT);
+      }
+      visited.push(gi, ggen);
+      unlock(i32, w + G_LOCK);
+    }
+    // Phase 2: every group of the closure is dead; their links are void.
+    for (let k = 0; k < visited.length; k += 2) {
+      const w = o.groups.word(visited[k]!);
+      lock(i32, w + G_LOCK);
+      let links = 0;
+      if (Atomics.load(i32, w + G_GEN) === visited[k + 1]) links = Atomics.exchange(i32, w + G_LINKS, 0);
+      unlock(i32, w + G_LOCK);
+      dropLinkList(o, links);
+    }
+  } finally {
+    o.deferDepth--;
+  }
+  runDeferred(o);
+}
+
+/**
+ * Links group (a, aGen) (the caller's) with (b, bGen). Returns the link id
+ * (the id of a's end), the existing link's id if they are linked already, or
+ * 0 when no link was made: the groups are the same, or one side was dead,
+ * in which case the other has been killed.
+ */
+export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: number): number {
+  if (a === b) return 0;
+  const i32 = o.i32;
+  const n1 = o.allocNode(NK_LINK);
+  let n2: number;
+  try {
+    n2 = o.allocNode(NK_LINK);
+  } catch (error) {
+    o.freeNode(n1);
+    throw error;
+  }
+  const aw = o.groups.word(a);
+  const bw = o.groups.word(b);
+  const first = a < b ? aw : bw;
+  const second = a < b ? bw : aw;
+  lock(i32, first + G_LOCK);
+  lock(i32, second + G_LOCK);
+  const aAlive = Atomics.load(i32, aw + G_GEN) === aGen && Atomics.load(i32, aw + G_STATE) === GS_ALIVE;
+  const bAlive = Atomics.load(i32, bw + G_GEN) === bGen && Atomics.load(i32, bw + G_STATE) === GS_ALIVE;
+  let existing = -1;
+  if (aAlive && bAlive) {
+    for (let x = Atomics.load(i32, aw + G_LINKS); x !== 0; ) {
+      const nw = o.nodes.word(x - 1);
+      if (Atomics.load(i32, nw + N_A) === b && Atomics.load(i32, nw + N_B) === bGen) {
+        existing = x - 1;
+        break;
+      }
+      x = Atomics.load(i32, nw + N_NEXT);
+    }
+    if (existing < 0) {
+      const w1 = o.nodes.word(n1);
+      const w2 = o.nodes.word(n2);
+      Atomics.store(i32, w1 + N_A, b);
+      Atomics.store(i32, w1 + N_B, bGen);
+      Atomics.store(i32, w1 + N_C, n2);
+      Atomics.store(i32, w1 + N_D, Atomics.load(i32, w2 + N_GEN));
+      Atomics.store(i32, w1 + N_E, a);
+      Atomics.store(i32, w2 + N_A, a);
+      Atomics.store(i32, w2 + N_B, aGen);
+      Atomics.store(i32, w2 + N_C, n1);
+      Atomics.store(i32, w2 + N_D, Atomics.load(i32, w1 + N_GEN));
+      Atomics.store(i32, w2 + N_E, b);
+      Atomics.store(i32, w1 + N_NEXT, Atomics.load(i32, aw + G_LINKS));
+      Atomics.store(i32, aw + G_LINKS, n1 + 1); // publishes a's end (under both locks)
+      Atomics.store(i32, w2 + N_NEXT, Atomics.load(i32, bw + G_LINKS));
+      Atomics.store(i32, bw + G_LINKS, n2 + 1); // publishes b's end
+      Atomics.add(i32, C_LINK_ENDS, 2);
+    }
+  }
+  unlock(i32, second + G_LOCK);
+  unlock(i32, first + G_LOCK);
+  if (aAlive && bAlive && existing < 0) return makeId(n1, o.nodeGen(n1));
+  o.freeNode(n1);
+  o.freeNode(n2);
+  if (existing >= 0) return makeId(existing, o.nodeGen(existing));
+  // One side is dead: the link would kill the other at once.
+  if (aAlive) killGroup(o, a, aGen);
+  else if (bAlive) killGroup(o, b, bGen);
+  return 0;
+}
+
+/** Removes the link whose a-side node has id `id`. Returns whether it removed it. */
+export function unlinkGroups(o: Shared, id: number): boolean {
+  const i32 = o.i32;
+  const gen = idGeneration(id);
+  const node = idIndex(id);
+  if (gen < 0 || node >= o.nodes.count) return false;
+  const nw = o.nodes.word(node);
+  if (Atomics.load(i32, nw + N_GEN) !== gen || Atomics.load(i32, nw + N_KIND) !== NK_LINK) return false;
+  const a = Atomics.load(i32, nw + N_E);
+  const b = Atomics.load(i32, nw + N_A);
+  if (a >= o.groups.count || b >= o.groups.count) return false;
+  const aw = o.groups.word(a);
+  const bw = o.groups.word(b);
+  const first = a < b ? aw : bw;
+  const second = a < b ? bw : aw;
+  lock(i32, first + G_LOCK);
+  lock(i32, second + G_LOCK);
+  let removedNode = false;
+  let removedTwin = -1;
+  // Re-checked under the locks: the link may have been dropped (and the node reused) meanwhile.
+  if (
+    Atomics.load(i32, nw + N_GEN) === gen &&
+    Atomics.load(i32, nw + N_KIND) === NK_LINK &&
+    Atomics.load(i32, nw + N_E) === a &&
+    Atomics.load(i32, nw + N_A) === b
+  ) {
+    removedNode = removeFromList(o, aw + G_LINKS, node);
+    if (removedNode) {
+      const twin = Atomics.load(i32, nw + N_C);
+      if (o.nodeGen(twin) === Atomics.load(i32, nw + N_D) && removeFromList(o, bw + G_LINKS, twin)) {
+        removedTwin = twin;
+      }
+    }
+  }
+  unlock(i32, second + G_LOCK);
+  unlock(i32, first + G_LOCK);
+  if (removedNode) freeLinkEnd(o, node);
+  if (removedTwin >= 0) freeLinkEnd(o, removedTwin);
+  return removedNode;
+}

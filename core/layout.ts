@@ -1,0 +1,198 @@
+/**
+ * Layout of a post office: one SharedArrayBuffer, regions in this order, each
+ * starting 64-aligned.
+ *
+ *   header          256 bytes, words below (H_*)
+ *   producer slots  ring/'s ProducerSlots: one per attached thread
+ *   route pool      bitmap, then ROUTE_BYTES per route slot (R_*)
+ *   group pool      bitmap, then GROUP_BYTES per group slot (G_*)
+ *   table pool      bitmap, then TABLE_BYTES per table slot (T_*)
+ *   entry pool      bitmap, then ENTRY_BYTES per capability-table entry (E_*)
+ *   node pool       bitmap, then NODE_BYTES per list node (N_*)
+ *   heap            bitmap of PAGE_BYTES pages, then the pages: mailbox rings
+ *                   and out-of-line messages
+ *
+ * Every pool is a bitmap allocator (bitmap.ts): a set bit is a slot in use.
+ * Claiming a bit is one compare-and-swap and freeing one is one atomic and;
+ * a bitmap has no head pointer, so there is no ABA to guard against.
+ *
+ * Ids. Route, group, entry and node slots each carry a generation word that
+ * is bumped when the slot is freed. Anything that names a slot from outside
+ * (a table handle, a monitor id, a link id, an owned token) is an *id*:
+ *   id = (generation + 1) * 2^22 + slot index
+ * a safe integer (generation < MAX_GENERATION keeps it below 2^53). A slot
+ * whose generation reaches MAX_GENERATION is retired rather than reused, so
+ * an id, once dead, never names anything again. Capability records inside
+ * shared memory name routes by (index, generation) word pairs instead.
+ */
+
+export const MAGIC = 0x54534f50; // 'POST' little-endian
+export const LAYOUT_VERSION = 1;
+
+export const HEADER_BYTES = 256;
+export const PAGE_BYTES = 256;
+
+/** Slots per pool are limited by the index bits of an id. */
+export const ID_INDEX_BITS = 22;
+export const ID_INDEX_LIMIT = 1 << ID_INDEX_BITS;
+export const ID_INDEX_MASK = ID_INDEX_LIMIT - 1;
+/** Generations stop here (a slot at this generation is retired): (2^30 + 1) * 2^22 < 2^53. */
+export const MAX_GENERATION = 1 << 30;
+
+/** Encodes (slot index, generation) as an id. */
+export function makeId(index: number, generation: number): number {
+  return (generation + 1) * ID_INDEX_LIMIT + index;
+}
+
+/** Slot index of an id. Ids are integers below 2^53, so the low bits survive ToInt32. */
+export function idIndex(id: number): number {
+  return id & ID_INDEX_MASK;
+}
+
+/** Generation of an id, or -1 when `id` is not a well-formed id. */
+export function idGeneration(id: number): number {
+  if (!(id >= ID_INDEX_LIMIT && id <= Number.MAX_SAFE_INTEGER) || !Number.isInteger(id)) return -1;
+  return (id - (id & ID_INDEX_MASK)) / ID_INDEX_LIMIT - 1;
+}
+
+// ------------------------------------------------------------------ header
+// Words written once by create before MAGIC, read-only afterwards:
+export const H_MAGIC = 0; // written last by create: publishes the layout
+export const H_VERSION = 1;
+/** Random tag of this post office, carried by owned capabilities to detect a foreign one. */
+export const H_OFFICE_ID = 2;
+export const H_TOTAL_BYTES = 3;
+export const H_SLOTS_OFFSET = 4; // byte offset of the producer-slot region
+export const H_THREADS = 5; // producer slots
+export const H_MAX_MESSAGE = 6; // largest message body accepted, bytes
+export const H_MAILBOX_CAPACITY = 7; // default ring capacity of a mailbox, bytes
+/** Pools: byte offset of the bitmap, byte offset of slot 0, slot count; at H_POOLS + 3 * pool. */
+export const H_POOLS = 8;
+export const POOL_ROUTES = 0;
+export const POOL_GROUPS = 1;
+export const POOL_TABLES = 2;
+export const POOL_ENTRIES = 3;
+export const POOL_NODES = 4;
+export const POOL_HEAP = 5;
+export const POOL_COUNT = 6;
+// Global counters (words 32..63), changed with Atomics.add/sub by whichever
+// thread changes what they count; read by stats() and may be stale:
+export const C_IN_USE = 32; // slots in use per pool, at C_IN_USE + pool (heap: pages)
+export const C_OPEN_ROUTES = 40; // routes not yet closed
+export const C_LIVE_GROUPS = 41; // groups not yet dead
+export const C_MONITORS = 42; // monitor registrations not yet fired or removed
+export const C_DOWNS = 43; // down signals created and not yet delivered or discarded
+export const C_LINK_ENDS = 44; // link nodes (two per link)
+export const C_OWNED = 45; // owned capabilities not yet imported or discarded
+export const C_RETIRED = 46; // slots retired because their generation ran out
+
+// ------------------------------------------------------------------ routes
+/** A route slot: one route and its mailbox. */
+export const ROUTE_BYTES = 64;
+/** Generation, bumped (by the slot's freer) when the slot is freed. */
+export const R_GEN = 0;
+/**
+ * Lifecycle word: flag bits (R_*_BIT) over a pin count (PIN_COUNT_MASK).
+ * Senders and down-pushers add 1 around their use of the ring; the flags
+ * record the route's close and the release of its ring and slot, so that
+ * exactly one thread frees each (see routes.ts, settle).
+ */
+export const R_PIN = 1;
+/** References: the mailbox owner (1), table entries, capabilities in queued records, down nodes, owned tokens, monitor nodes watching through this mailbox. */
+export const R_REFS = 2;
+export const R_GROUP = 3; // group slot index, written at creation
+export const R_GROUP_GEN = 4; // group generation, written at creation
+export const R_RING = 5; // byte offset of the mailbox ring, written at creation
+export const R_RING_PAGES = 6; // heap pages of the ring
+export const R_LOCK = 7; // route lock (lock.ts): guards R_MONITORS and the close transition
+/** Head of the monitor list (node index + 1, 0 = empty); under R_LOCK. */
+export const R_MONITORS = 8;
+/** Head of the pending-down stack (node index + 1): pushed lock-free by anyone, taken whole by the owner. */
+export const R_DOWNS = 9;
+export const R_REASON = 10; // REASON_* once closed; written under R_LOCK before the CLOSED bit
+export const R_NEXT_MEMBER = 11; // group member list (route index + 1); under the group's lock
+export const R_PREV_MEMBER = 12;
+export const R_FLAGS = 13; // RF_MEMBER while on its group's member list; under the group's lock
+export const R_OWNER_TABLE = 14; // table slot index of the mailbox owner, for information
+
+export const PIN_COUNT_MASK = (1 << 26) - 1;
+/** Closed: senders drop, the owner stops delivering ring records. */
+export const R_CLOSED_BIT = 1 << 30;
+/** The owner let the mailbox go: nobody consumes the ring any more. */
+export const R_GONE_BIT = 1 << 29;
+/** R_REFS reached 0 and the slot has left its group. */
+export const R_UNREF_BIT = 1 << 28;
+/** The ring has been drained and its pages freed. */
+export const R_RING_FREED_BIT = 1 << 27;
+/** The slot has been freed. */
+export const R_SLOT_FREED_BIT = 1 << 26;
+
+export const RF_MEMBER = 1;
+
+export const REASON_CLOSED = 1;
+export const REASON_KILLED = 2;
+
+// ------------------------------------------------------------------ groups
+export const GROUP_BYTES = 32;
+export const G_GEN = 0; // bumped under G_LOCK when the slot is freed
+export const G_STATE = 1; // GS_*; under G_LOCK
+export const G_LOCK = 2;
+/** References: Group objects and route slots of the group. */
+export const G_REFS = 3;
+export const G_MEMBERS = 4; // head of the member list (route index + 1); under G_LOCK
+export const G_LINKS = 5; // head of the link list (node index + 1); under G_LOCK
+
+export const GS_FREE = 0;
+export const GS_ALIVE = 1;
+export const GS_DEAD = 2;
+
+// ------------------------------------------------------------------ tables
+/** A table slot: identity of one capability table; its entries are in the entry pool. */
+export const TABLE_BYTES = 16;
+export const T_GEN = 0;
+export const T_ENTRIES = 1; // live entries, for information
+export const T_THREAD = 2; // producer slot of the owning thread, for information
+
+/** A capability-table entry. Written only by the owning table's thread. */
+export const ENTRY_BYTES = 32;
+export const E_GEN = 0; // bumped when released
+export const E_OWNER = 1; // owning table slot + 1; 0 while free
+export const E_ROUTE = 2;
+export const E_ROUTE_GEN = 3;
+export const E_PERMS = 4;
+export const E_PREV = 5; // the owning table's entry list (entry index + 1), for close()
+export const E_NEXT = 6;
+
+// ------------------------------------------------------------------ nodes
+/** A list node: monitor, pending down, link end or owned token. */
+export const NODE_BYTES = 32;
+export const N_GEN = 0; // bumped when freed
+export const N_KIND = 1; // NK_*
+export const N_NEXT = 2; // next node index + 1
+export const N_A = 3;
+export const N_B = 4;
+export const N_C = 5;
+export const N_D = 6;
+export const N_E = 7;
+
+export const NK_FREE = 0;
+/** In a watched route's R_MONITORS: A, B = watcher route (index, gen); C, D = watched route (index, gen). */
+export const NK_MONITOR = 1;
+/** In a watcher's R_DOWNS: A, B = watched route; C = reason; holds a ref on the watched route. */
+export const NK_DOWN = 2;
+/** In a group's G_LINKS: A, B = partner group; C, D = twin node (index, gen) in the partner's list; E = own group. */
+export const NK_LINK = 3;
+/** An owned capability: A, B = route; C = permissions; holds a ref on the route. */
+export const NK_OWNED = 4;
+
+// ------------------------------------------------------------------ records
+/** Ring record types of mailbox records. */
+export const REC_PLAIN = 1; // payload = message bytes
+export const REC_CAPS = 2; // payload = [count][count x (route, gen, perms)][bytes]
+export const REC_LARGE = 3; // payload = [heap offset][length][count][count x (route, gen, perms)]
+/** Wakes the consumer to look at its close state and pending downs; carries nothing. */
+export const REC_NUDGE = 4;
+
+export function align64(n: number): number {
+  return Math.ceil(n / 64) * 64;
+}

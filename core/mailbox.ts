@@ -1,0 +1,383 @@
+/**
+ * A mailbox: the receiving end of one route, owned by one table (and so by
+ * one thread), the single consumer of the route's ring.
+ *
+ * Receive order: pending downs first (they live in the node pool, pushed
+ * onto the route's R_DOWNS stack by whoever closed a watched route, so a
+ * full ring never loses one), then ring records in order. A REC_NUDGE record
+ * only wakes the owner to look at downs and at the close. Once the route is
+ * closed, ring records are no longer delivered (a kill discards what is
+ * queued); the remaining downs are, then `end`, once.
+ *
+ * The closed bit is checked after a record is peeked and before it is
+ * handed out, so a record is never delivered after the close was published.
+ */
+
+import { Ring } from '../ring/index.ts';
+import { InvalidHandle } from './errors.ts';
+import type { Group } from './group.ts';
+import {
+  C_DOWNS,
+  idIndex,
+  makeId,
+  N_A,
+  N_B,
+  N_C,
+  N_NEXT,
+  R_CLOSED_BIT,
+  R_DOWNS,
+  R_GONE_BIT,
+  R_PIN,
+  R_REASON,
+  R_RING,
+  REASON_CLOSED,
+  REC_CAPS,
+  REC_LARGE,
+  REC_NUDGE,
+} from './layout.ts';
+import { isPermSet, Perm, type Perms } from './perm.ts';
+import {
+  closeRoute,
+  createRoute,
+  demonitorRoute,
+  discardDownList,
+  releaseRoute,
+  retainRoute,
+  routeGen,
+  settle,
+} from './routes.ts';
+import type { Shared } from './shared.ts';
+import {
+  type DownSignal,
+  type EndSignal,
+  InPlaceSignal,
+  type MessageSignal,
+  reasonName,
+  type Signal,
+} from './signals.ts';
+import type { Table } from './table.ts';
+
+export interface MailboxOptions {
+  /** Bytes of ring space, a power of two (default: the post office's mailboxCapacity). */
+  capacity?: number;
+  /** Largest message stored in the ring; larger ones go to the shared heap. Default: capacity / 8 - 8. */
+  maxRecordLength?: number;
+}
+
+export interface ReceiveOptions {
+  /** Resolve with null after this many milliseconds without a signal. Default: wait for ever. */
+  timeoutMs?: number;
+}
+
+export class Mailbox {
+  readonly table: Table;
+  readonly group: Group;
+  /** @internal Route slot index. */
+  readonly route: number;
+  /** @internal Route generation. */
+  readonly generation: number;
+  /** @internal Monitor ids whose downs come to this mailbox. */
+  readonly monitors = new Set<number>();
+  private readonly o: Shared;
+  private readonly ring: Ring;
+  private readonly pinWord: number;
+  /** Downs taken off R_DOWNS, oldest first (node index + 1 through N_NEXT). */
+  private localDowns = 0;
+  /** A record delivered in place and not yet released; its out-of-line body, if any. */
+  private held = false;
+  private heldBody = -1;
+  private heldBodyLength = 0;
+  private end: EndSignal | null = null;
+  private readonly view: InPlaceSignal;
+
+  /** @internal */
+  constructor(group: Group, options: MailboxOptions) {
+    this.group = group;
+    this.table = group.table;
+    const o = group.table.o;
+    this.o = o;
+    const capacity = options.capacity ?? o.mailboxCapacity;
+    this.route = createRoute(o, group.index, group.table.index, capacity, options.maxRecordLength);
+    this.generation = routeGen(o, this.route);
+    this.pinWord = o.routes.word(this.route) + R_PIN;
+    this.ring = Ring.attach(o.buffer, Atomics.load(o.i32, o.routes.word(this.route) + R_RING));
+    this.view = new InPlaceSignal(o.u8);
+  }
+
+  /** Whether the route has closed (killed or closed). May be stale the moment it is read. */
+  get closed(): boolean {
+    return this.end !== null || (Atomics.load(this.o.i32, this.pinWord) & R_CLOSED_BIT) !== 0;
+  }
+
+  /** @internal Whether this mailbox has let go of its route (closed by its owner, or its end reported). */
+  get finished(): boolean {
+    return this.end !== null;
+  }
+
+  /** Largest message kept inline in the ring; larger ones travel through the shared heap. */
+  get maxRecordLength(): number {
+    return this.ring.maxRecordLength;
+  }
+
+  /** A handle, in this mailbox's table, to this mailbox's route, with any permissions. */
+  export(perms: Perms = Perm.ALL): number {
+    if (this.end !== null) throw new InvalidHandle('this mailbox is closed');
+    if (!isPermSet(perms)) throw new RangeError(`${perms} is not a set of permissions`);
+    retainRoute(this.o, this.route);
+    try {
+      return this.table.addEntry(this.route, this.generation, perms);
+    } catch (error) {
+      releaseRoute(this.o, this.route);
+      throw error;
+    }
+  }
+
+  /**
+   * Closes the route (monitors get `down` with reason closed; the group
+   * lives on) and lets go of the mailbox: queued messages and pending downs
+   * are discarded. Receive reports `end` from now on.
+   */
+  close(): void {
+    if (this.end !== null) return;
+    closeRoute(this.o, this.route, REASON_CLOSED);
+    this.finish();
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  /** The next signal, or null when there is none yet. Never blocks. */
+  tryReceive(): Signal | null {
+    return this.poll(false) as Signal | null;
+  }
+
+  /** Waits up to `timeoutMs` (blocking the thread) for the next signal; null on timeout. */
+  receiveSync(timeoutMs = Number.POSITIVE_INFINITY): Signal | null {
+    return this.pollSync(false, timeoutMs) as Signal | null;
+  }
+
+  /** Awaits the next signal (null only after `timeoutMs`). */
+  receive(options: ReceiveOptions = {}): Promise<Signal | null> {
+    return this.pollAsync(false, options.timeoutMs ?? Number.POSITIVE_INFINITY) as Promise<Signal | null>;
+  }
+
+  /**
+   * The next signal in place, or null. The returned object is this mailbox's
+   * one InPlaceSignal: a message's bytes are read where they lie and stay
+   * valid until the next receive of any kind. Allocates nothing for a
+   * message without capabilities.
+   */
+  tryReceiveInPlace(): InPlaceSignal | null {
+    return this.poll(true) as InPlaceSignal | null;
+  }
+
+  receiveInPlaceSync(timeoutMs = Number.POSITIVE_INFINITY): InPlaceSignal | null {
+    return this.pollSync(true, timeoutMs) as InPlaceSignal | null;
+  }
+
+  receiveInPlace(options: ReceiveOptions = {}): Promise<InPlaceSignal | null> {
+    return this.pollAsync(
+      true,
+      options.timeoutMs ?? Number.POSITIVE_INFINITY,
+    ) as Promise<InPlaceSignal | null>;
+  }
+
+  private pollSync(inPlace: boolean, timeoutMs: number): Signal | InPlaceSignal | null {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const signal = this.poll(inPlace);
+      if (signal !== null) return signal;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      this.ring.waitForRecord(left);
+    }
+  }
+
+  private async pollAsync(inPlace: boolean, timeoutMs: number): Promise<Signal | InPlaceSignal | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const signal = this.poll(inPlace);
+      if (signal !== null) return signal;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await this.ring.waitForRecordAsync(left);
+    }
+  }
+
+  private poll(inPlace: boolean): Signal | InPlaceSignal | null {
+    if (this.end !== null) return this.endSignal(inPlace);
+    this.releaseHeld();
+    const i32 = this.o.i32;
+    const ring = this.ring;
+    for (;;) {
+      const down = this.takeDown();
+      if (down >= 0) return this.deliverDown(down, inPlace);
+      if ((Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) {
+        // ...closed, and every down pushed before the close has been delivered.
+        if (this.takeDown() >= 0) continue;
+        this.finish();
+        return this.endSignal(inPlace);
+      }
+      const length = ring.peek();
+      if (length < 0) return null;
+      const type = ring.recordType;
+      if (type === REC_NUDGE) {
+        ring.release();
+        continue;
+      }
+      // ...closed between the check above and the peek: the record is discarded, not delivered.
+      if ((Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) continue;
+      return this.deliverRecord(type, ring.recordOffset, length, inPlace);
+    }
+  }
+
+  /** The oldest pending down's node, or -1. */
+  private takeDown(): number {
+    if (this.localDowns === 0) {
+      const i32 = this.o.i32;
+      const downsWord = this.o.routes.word(this.route) + R_DOWNS;
+      if (Atomics.load(i32, downsWord) === 0) return -1;
+      // Take the whole stack (newest first) and reverse it: oldest first.
+      let x = Atomics.exchange(i32, downsWord, 0);
+      let reversed = 0;
+      while (x !== 0) {
+        const nextWord = this.o.nodes.word(x - 1) + N_NEXT;
+        const next = Atomics.load(i32, nextWord);
+        Atomics.store(i32, nextWord, reversed);
+        reversed = x;
+        x = next;
+      }
+      this.localDowns = reversed;
+    }
+    return this.localDowns - 1;
+  }
+
+  private deliverDown(node: number, inPlace: boolean): DownSignal | InPlaceSignal {
+    const o = this.o;
+    const i32 = o.i32;
+    const nw = o.nodes.word(node);
+    const watched = Atomics.load(i32, nw + N_A);
+    const reason = reasonName(Atomics.load(i32, nw + N_C));
+    const monitor = makeId(node, o.nodeGen(node));
+    // The node's reference on the watched route passes to the new entry; if the table is full, nothing changes.
+    const route = this.table.addEntry(watched, Atomics.load(i32, nw + N_B), 0);
+    this.localDowns = Atomics.load(i32, nw + N_NEXT);
+    Atomics.sub(i32, C_DOWNS, 1);
+    o.freeNode(node);
+    this.monitors.delete(monitor);
+    this.table.monitors.delete(monitor);
+    if (!inPlace) return { kind: 'down', route, reason, monitor };
+    const view = this.view;
+    view.kind = 'down';
+    view.route = route;
+    view.reason = reason;
+    view.monitor = monitor;
+    view.length = 0;
+    view.caps.length = 0;
+    return view;
+  }
+
+  private deliverRecord(
+    type: number,
+    at: number,
+    length: number,
+    inPlace: boolean,
+  ): MessageSignal | InPlaceSignal {
+    const o = this.o;
+    const i32 = o.i32;
+    let dataAt = at;
+    let dataLength = length;
+    let body = -1;
+    const caps: number[] = inPlace ? this.view.caps : [];
+    caps.length = 0;
+    if (type === REC_CAPS) {
+      const n = i32[at >> 2]!;
+      this.importCaps(at + 4, n, caps);
+      dataAt = at + 4 + 12 * n;
+      dataLength = length - 4 - 12 * n;
+    } else if (type === REC_LARGE) {
+      const n = i32[(at >> 2) + 2]!;
+      this.importCaps(at + 12, n, caps);
+      body = i32[at >> 2]!;
+      dataAt = body;
+      dataLength = i32[(at >> 2) + 1]!;
+    }
+    if (!inPlace) {
+      const data = o.u8.slice(dataAt, dataAt + dataLength);
+      this.ring.release();
+      if (body >= 0) o.freeHeap(body, dataLength);
+      return { kind: 'message', data, caps };
+    }
+    this.held = true;
+    this.heldBody = body;
+    this.heldBodyLength = dataLength;
+    const view = this.view;
+    view.kind = 'message';
+    view.offset = dataAt;
+    view.length = dataLength;
+    return view;
+  }
+
+  /** Imports n capability triples at byte `at` into the table; all or none (then it throws). */
+  private importCaps(at: number, n: number, into: number[]): void {
+    const i32 = this.o.i32;
+    const word = at >> 2;
+    try {
+      for (let k = 0; k < n; k++) {
+        // The record's reference on each route passes to the new entry.
+        into.push(this.table.addEntry(i32[word + 3 * k]!, i32[word + 3 * k + 1]!, i32[word + 3 * k + 2]!));
+      }
+    } catch (error) {
+      // Undo: the references go back to the record, which stays in the ring.
+      for (const h of into) this.table.removeEntry(idIndex(h));
+      into.length = 0;
+      throw error;
+    }
+  }
+
+  private releaseHeld(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.ring.release();
+    if (this.heldBody >= 0) {
+      this.o.freeHeap(this.heldBody, this.heldBodyLength);
+      this.heldBody = -1;
+    }
+  }
+
+  private endSignal(inPlace: boolean): EndSignal | InPlaceSignal {
+    const end = this.end!;
+    if (!inPlace) return end;
+    const view = this.view;
+    view.kind = 'end';
+    view.reason = end.reason;
+    view.length = 0;
+    view.caps.length = 0;
+    return view;
+  }
+
+  /**
+   * Lets go of the route: the owner's reference, its monitors and pending
+   * downs; the ring is freed once no sender is pinned on it.
+   */
+  private finish(): void {
+    const o = this.o;
+    const i32 = o.i32;
+    this.releaseHeld();
+    this.end = Object.freeze({
+      kind: 'end',
+      reason: reasonName(Atomics.load(i32, o.routes.word(this.route) + R_REASON)),
+    });
+    for (const id of this.monitors) {
+      demonitorRoute(o, id);
+      this.table.monitors.delete(id);
+    }
+    this.monitors.clear();
+    discardDownList(o, this.localDowns);
+    this.localDowns = 0;
+    discardDownList(o, Atomics.exchange(i32, o.routes.word(this.route) + R_DOWNS, 0));
+    Atomics.or(i32, this.pinWord, R_GONE_BIT); // publishes: nobody consumes this ring any more
+    settle(o, this.route);
+    this.table.mailboxes.delete(this);
+    releaseRoute(o, this.route);
+  }
+}

@@ -1,0 +1,401 @@
+/**
+ * Routes: creation, references, close, the pin protocol that keeps a ring
+ * alive while someone writes into it, monitors and pending downs.
+ *
+ * Lifecycle of a route slot (all in the R_PIN word, so that exactly one
+ * thread performs each release, whatever the interleaving):
+ *
+ *   open --close--> CLOSED --owner lets go--> +GONE --pins drain--> +RING_FREED
+ *        --last reference dropped, slot left its group--> +UNREF --> +SLOT_FREED
+ *
+ * - Senders and down-pushers pin (add 1) before touching the ring and unpin
+ *   after; a pinned ring is never freed. They only pin while holding a
+ *   reference, so a pin never lands on a freed slot.
+ * - After any change, `settle` frees what has become free: the ring once the
+ *   owner is GONE and no pin is held; the slot once UNREF and the ring freed.
+ *   Each step is claimed by a compare-and-swap setting its bit.
+ * - References (R_REFS) keep the slot (generation, close reason, group) alive
+ *   for as long as anything can name the route, so kill, monitor and link on
+ *   a closed route always know its group and its reason.
+ */
+
+import { Ring } from '../ring/index.ts';
+import { addMember, freeGroup, releaseGroup, removeMember, retainGroup } from './groups.ts';
+import {
+  C_DOWNS,
+  C_MONITORS,
+  C_OPEN_ROUTES,
+  G_GEN,
+  idGeneration,
+  idIndex,
+  makeId,
+  N_A,
+  N_B,
+  N_C,
+  N_D,
+  N_GEN,
+  N_KIND,
+  N_NEXT,
+  NK_DOWN,
+  NK_MONITOR,
+  PAGE_BYTES,
+  PIN_COUNT_MASK,
+  R_CLOSED_BIT,
+  R_DOWNS,
+  R_FLAGS,
+  R_GEN,
+  R_GONE_BIT,
+  R_GROUP,
+  R_GROUP_GEN,
+  R_LOCK,
+  R_MONITORS,
+  R_OWNER_TABLE,
+  R_PIN,
+  R_REASON,
+  R_REFS,
+  R_RING,
+  R_RING_FREED_BIT,
+  R_RING_PAGES,
+  R_SLOT_FREED_BIT,
+  R_UNREF_BIT,
+  REC_CAPS,
+  REC_LARGE,
+  REC_NUDGE,
+} from './layout.ts';
+import { lock, unlock } from './lock.ts';
+import type { Shared } from './shared.ts';
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Lays out a new route with its mailbox ring in group `g` and returns its
+ * slot index. The caller holds a reference on `g`; the route starts with one
+ * reference, the owner's. In a group that is already dead the route is born
+ * closed (reason killed): a route never comes up live in a dead group.
+ */
+export function createRoute(
+  o: Shared,
+  g: number,
+  ownerTable: number,
+  capacity: number,
+  maxRecordLength: number | undefined,
+): number {
+  const i32 = o.i32;
+  const ringBytes = Ring.bytesFor(capacity);
+  const r = o.routes.alloc();
+  const w = o.routes.word(r);
+  let ringOffset: number;
+  try {
+    ringOffset = o.allocHeap(ringBytes);
+  } catch (error) {
+    o.routes.free(r, w + R_GEN);
+    throw error;
+  }
+  try {
+    Ring.init(o.buffer, ringOffset, { capacity, maxRecordLength, producerSlotsOffset: o.slots.byteOffset });
+  } catch (error) {
+    o.freeHeap(ringOffset, ringBytes);
+    o.routes.free(r, w + R_GEN);
+    throw error;
+  }
+  Atomics.store(i32, w + R_PIN, 0);
+  Atomics.store(i32, w + R_REFS, 1);
+  Atomics.store(i32, w + R_GROUP, g);
+  Atomics.store(i32, w + R_GROUP_GEN, Atomics.load(i32, o.groups.word(g) + G_GEN));
+  Atomics.store(i32, w + R_RING, ringOffset);
+  Atomics.store(i32, w + R_RING_PAGES, Math.ceil(ringBytes / PAGE_BYTES));
+  Atomics.store(i32, w + R_LOCK, 0);
+  Atomics.store(i32, w + R_MONITORS, 0);
+  Atomics.store(i32, w + R_DOWNS, 0);
+  Atomics.store(i32, w + R_REASON, 0);
+  Atomics.store(i32, w + R_FLAGS, 0);
+  Atomics.store(i32, w + R_OWNER_TABLE, ownerTable);
+  retainGroup(o, g);
+  if (addMember(o, g, r)) Atomics.add(i32, C_OPEN_ROUTES, 1);
+  return r;
+}
+
+export function routeGen(o: Shared, r: number): number {
+  return Atomics.load(o.i32, o.routes.word(r) + R_GEN);
+}
+
+export function retainRoute(o: Shared, r: number): void {
+  Atomics.add(o.i32, o.routes.word(r) + R_REFS, 1);
+}
+
+/** Drops one reference; the last one frees the slot (deferred while this thread holds a lock). */
+export function releaseRoute(o: Shared, r: number): void {
+  if (Atomics.sub(o.i32, o.routes.word(r) + R_REFS, 1) !== 1) return;
+  o.unrefQueue.push(r);
+  runDeferred(o);
+}
+
+/**
+ * Frees routes and groups whose last reference went. Runs only at lock
+ * depth 0 and never re-enters: freeing a route takes its group's lock, and
+ * may drop further references (capabilities in discarded records, watched
+ * routes of pending downs) that join the worklist instead of recursing.
+ */
+export function runDeferred(o: Shared): void {
+  if (o.deferDepth !== 0 || o.unrefRunning) return;
+  o.unrefRunning = true;
+  try {
+    for (;;) {
+      const r = o.unrefQueue.pop();
+      if (r !== undefined) {
+        unrefRoute(o, r);
+        continue;
+      }
+      const g = o.groupUnrefQueue.pop();
+      if (g !== undefined) {
+        freeGroup(o, g);
+        continue;
+      }
+      break;
+    }
+  } finally {
+    o.unrefRunning = false;
+  }
+}
+
+/** Pins route `r` and returns the R_PIN value it found (test the flag bits). */
+export function pin(o: Shared, r: number): number {
+  return Atomics.add(o.i32, o.routes.word(r) + R_PIN, 1);
+}
+
+export function unpin(o: Shared, r: number): void {
+  const v = Atomics.sub(o.i32, o.routes.word(r) + R_PIN, 1) - 1;
+  // ...then this may have been the last pin holding a gone mailbox's ring.
+  if ((v & PIN_COUNT_MASK) === 0 && (v & R_GONE_BIT) !== 0) settle(o, r);
+}
+
+/** Frees whatever the route's lifecycle word says has become free; see the file comment. */
+export function settle(o: Shared, r: number): void {
+  const i32 = o.i32;
+  const word = o.routes.word(r) + R_PIN;
+  for (;;) {
+    const v = Atomics.load(i32, word);
+    if ((v & PIN_COUNT_MASK) !== 0) return; // ...a pin holder will settle when it unpins
+    if ((v & R_GONE_BIT) !== 0 && (v & R_RING_FREED_BIT) === 0) {
+      if (Atomics.compareExchange(i32, word, v, v | R_RING_FREED_BIT) === v) freeRing(o, r);
+      continue;
+    }
+    if ((v & R_UNREF_BIT) !== 0 && (v & R_RING_FREED_BIT) !== 0 && (v & R_SLOT_FREED_BIT) === 0) {
+      if (Atomics.compareExchange(i32, word, v, v | R_SLOT_FREED_BIT) === v) {
+        o.routes.free(r, o.routes.word(r) + R_GEN);
+        return;
+      }
+      continue;
+    }
+    return;
+  }
+}
+
+/** Discards the records still queued in a gone mailbox's ring and frees the ring. */
+function freeRing(o: Shared, r: number): void {
+  const w = o.routes.word(r);
+  const offset = Atomics.load(o.i32, w + R_RING);
+  const ring = Ring.attach(o.buffer, offset);
+  ring.drain((type, _bytes, at, _length) => discardRecord(o, type, at));
+  o.freeHeap(offset, Atomics.load(o.i32, w + R_RING_PAGES) * PAGE_BYTES);
+}
+
+/** Releases what a message record holds: the references of its capabilities, its out-of-line body. */
+export function discardRecord(o: Shared, type: number, at: number): void {
+  const i32 = o.i32;
+  const word = at >> 2;
+  if (type === REC_CAPS) {
+    const n = i32[word]!;
+    for (let k = 0; k < n; k++) releaseRoute(o, i32[word + 1 + 3 * k]!);
+  } else if (type === REC_LARGE) {
+    o.freeHeap(i32[word]!, i32[word + 1]!);
+    const n = i32[word + 2]!;
+    for (let k = 0; k < n; k++) releaseRoute(o, i32[word + 3 + 3 * k]!);
+  }
+}
+
+/** The last reference went: leave the group, drop pending downs, and let settle free the slot. */
+function unrefRoute(o: Shared, r: number): void {
+  const i32 = o.i32;
+  const w = o.routes.word(r);
+  const g = Atomics.load(i32, w + R_GROUP);
+  removeMember(o, g, r);
+  discardDownList(o, Atomics.exchange(i32, w + R_DOWNS, 0));
+  Atomics.or(i32, w + R_PIN, R_UNREF_BIT); // publishes: nothing names this slot any more
+  settle(o, r);
+  releaseGroup(o, g);
+}
+
+/** Frees a list of down nodes (node index + 1 chained through N_NEXT). */
+export function discardDownList(o: Shared, head: number): void {
+  let x = head;
+  while (x !== 0) {
+    const n = x - 1;
+    x = Atomics.load(o.i32, o.nodes.word(n) + N_NEXT);
+    discardDown(o, n);
+  }
+}
+
+export function discardDown(o: Shared, n: number): void {
+  const watched = Atomics.load(o.i32, o.nodes.word(n) + N_A);
+  Atomics.sub(o.i32, C_DOWNS, 1);
+  o.freeNode(n);
+  releaseRoute(o, watched);
+}
+
+/**
+ * Closes route `r` with `reason` unless it is closed already. Monitors fire:
+ * each monitor node becomes a down node pushed onto its watcher's pending
+ * list. The owner's consumer is nudged awake. Returns whether this call
+ * closed it.
+ */
+export function closeRoute(o: Shared, r: number, reason: number): boolean {
+  const i32 = o.i32;
+  const w = o.routes.word(r);
+  lock(i32, w + R_LOCK);
+  if ((Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) !== 0) {
+    unlock(i32, w + R_LOCK);
+    return false;
+  }
+  Atomics.store(i32, w + R_REASON, reason);
+  const head = Atomics.exchange(i32, w + R_MONITORS, 0);
+  let n = 0;
+  for (let x = head; x !== 0; x = Atomics.load(i32, o.nodes.word(x - 1) + N_NEXT)) n++;
+  // Each down carries a reference to this route. Taken before the close is
+  // published, while the owner's reference is certainly still held.
+  if (n !== 0) Atomics.add(i32, w + R_REFS, n);
+  Atomics.or(i32, w + R_PIN, R_CLOSED_BIT); // publishes the close: senders drop, the owner stops delivering
+  unlock(i32, w + R_LOCK);
+  Atomics.sub(i32, C_OPEN_ROUTES, 1);
+  const gen = routeGen(o, r);
+  let x = head;
+  while (x !== 0) {
+    const node = x - 1;
+    const nw = o.nodes.word(node);
+    x = Atomics.load(i32, nw + N_NEXT);
+    const watcher = Atomics.load(i32, nw + N_A);
+    Atomics.store(i32, nw + N_A, r);
+    Atomics.store(i32, nw + N_B, gen);
+    Atomics.store(i32, nw + N_C, reason);
+    Atomics.store(i32, nw + N_KIND, NK_DOWN);
+    Atomics.sub(i32, C_MONITORS, 1);
+    Atomics.add(i32, C_DOWNS, 1);
+    deliverDown(o, watcher, node);
+  }
+  nudge(o, r);
+  return true;
+}
+
+/**
+ * Pushes down node `node` onto `watcher`'s pending list (lock-free) and
+ * drops the watcher reference the node held. A closed watcher gets nothing:
+ * its owner has reported, or is about to report, the end.
+ */
+function deliverDown(o: Shared, watcher: number, node: number): void {
+  const i32 = o.i32;
+  const w = o.routes.word(watcher);
+  const v = pin(o, watcher);
+  if ((v & R_CLOSED_BIT) !== 0) {
+    unpin(o, watcher);
+    discardDown(o, node);
+  } else {
+    const nw = o.nodes.word(node);
+    let head = Atomics.load(i32, w + R_DOWNS);
+    for (;;) {
+      Atomics.store(i32, nw + N_NEXT, head);
+      const seen = Atomics.compareExchange(i32, w + R_DOWNS, head, node + 1); // publishes the down to the owner
+      if (seen === head) break;
+      head = seen; // ...another down was pushed first: chain behind it
+    }
+    // The first down of a batch wakes the owner; later ones find it awake or about to take the batch.
+    if (head === 0) o.ringOf(watcher).tryWrite(o.producer, REC_NUDGE, EMPTY);
+    unpin(o, watcher);
+  }
+  releaseRoute(o, watcher);
+}
+
+/** Wakes route `r`'s consumer (if its mailbox is still held) with an empty record. */
+export function nudge(o: Shared, r: number): void {
+  const v = pin(o, r);
+  if ((v & R_GONE_BIT) === 0) o.ringOf(r).tryWrite(o.producer, REC_NUDGE, EMPTY);
+  unpin(o, r);
+}
+
+/**
+ * Registers `watcher` (a mailbox route of the caller) as a monitor of
+ * `watched` (named by a capability the caller holds). Returns the monitor
+ * id. A closed `watched` yields the down at once.
+ */
+export function monitorRoute(o: Shared, watched: number, watcher: number): number {
+  const i32 = o.i32;
+  const node = o.allocNode(NK_MONITOR);
+  const nw = o.nodes.word(node);
+  const id = makeId(node, Atomics.load(i32, nw + N_GEN));
+  retainRoute(o, watcher); // the node's reference, dropped when it is delivered or removed
+  const w = o.routes.word(watched);
+  lock(i32, w + R_LOCK);
+  if ((Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) !== 0) {
+    const reason = Atomics.load(i32, w + R_REASON);
+    unlock(i32, w + R_LOCK);
+    retainRoute(o, watched); // safe: the caller's capability holds a reference
+    Atomics.store(i32, nw + N_A, watched);
+    Atomics.store(i32, nw + N_B, routeGen(o, watched));
+    Atomics.store(i32, nw + N_C, reason);
+    Atomics.store(i32, nw + N_KIND, NK_DOWN);
+    Atomics.add(i32, C_DOWNS, 1);
+    deliverDown(o, watcher, node);
+    return id;
+  }
+  Atomics.store(i32, nw + N_A, watcher);
+  Atomics.store(i32, nw + N_B, routeGen(o, watcher));
+  Atomics.store(i32, nw + N_C, watched);
+  Atomics.store(i32, nw + N_D, routeGen(o, watched));
+  Atomics.store(i32, nw + N_NEXT, Atomics.load(i32, w + R_MONITORS));
+  Atomics.store(i32, w + R_MONITORS, node + 1); // publishes the monitor (under the route lock)
+  Atomics.add(i32, C_MONITORS, 1);
+  unlock(i32, w + R_LOCK);
+  return id;
+}
+
+/** Removes a monitor that has not fired. Returns whether it removed one. */
+export function demonitorRoute(o: Shared, id: number): boolean {
+  const i32 = o.i32;
+  const gen = idGeneration(id);
+  const node = idIndex(id);
+  if (gen < 0 || node >= o.nodes.count) return false;
+  const nw = o.nodes.word(node);
+  if (Atomics.load(i32, nw + N_GEN) !== gen || Atomics.load(i32, nw + N_KIND) !== NK_MONITOR) return false;
+  // May be stale: the node can fire or be freed now. The search under the lock decides.
+  const watched = Atomics.load(i32, nw + N_C);
+  if (watched < 0 || watched >= o.routes.count) return false;
+  const w = o.routes.word(watched);
+  lock(i32, w + R_LOCK);
+  let found = false;
+  if (Atomics.load(i32, nw + N_GEN) === gen && Atomics.load(i32, nw + N_KIND) === NK_MONITOR) {
+    found = removeFromList(o, w + R_MONITORS, node);
+  }
+  unlock(i32, w + R_LOCK);
+  if (!found) return false;
+  const watcher = Atomics.load(i32, nw + N_A);
+  Atomics.sub(i32, C_MONITORS, 1);
+  o.freeNode(node);
+  releaseRoute(o, watcher);
+  return true;
+}
+
+/** Unlinks `node` from the singly linked node list whose head is word `headWord`. Caller holds the list's lock. */
+export function removeFromList(o: Shared, headWord: number, node: number): boolean {
+  const i32 = o.i32;
+  let prevWord = headWord;
+  let x = Atomics.load(i32, headWord);
+  while (x !== 0) {
+    const nextWord = o.nodes.word(x - 1) + N_NEXT;
+    if (x - 1 === node) {
+      Atomics.store(i32, prevWord, Atomics.load(i32, nextWord));
+      return true;
+    }
+    prevWord = nextWord;
+    x = Atomics.load(i32, nextWord);
+  }
+  return false;
+}
