@@ -66,6 +66,8 @@ export interface LatencyStats {
   readonly p99: number;
   readonly mean: number;
   readonly samples: number;
+  /** Cost of the one performance.now() call each sample includes, measured in the same thread. */
+  readonly timerNs: number;
 }
 
 /** What a role reports for one round. */

@@ -49,8 +49,8 @@ export interface PairResult {
   readonly throughput?: Summary;
   /** Round-trip latency in ns: per-round p50, p99 and mean. */
   readonly latency?: { readonly p50: Summary; readonly p99: Summary; readonly mean: Summary };
-  /** Wall time the pair took, start-up included. */
-  readonly wallMs: number;
+  /** Ping-pong: the pinger's performance.now() cost, ns (median over rounds). */
+  readonly timerNs?: number;
 }
 
 function summarize(values: readonly number[]): Summary {
@@ -167,119 +167,167 @@ class Crew {
   }
 
   async close(): Promise<void> {
+    if (this.closing) return;
     this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
 
 /** The figure a round is judged by: the consumer's (throughput) or the pinger's (latency) result. */
-function keyResult(
-  sc: WorkerScenario,
-  plans: readonly WorkerPlan[],
-  results: readonly RoleResult[],
-): RoleResult {
-  const role = sc.spec.kind === 'throughput' ? 'consumer' : 'pinger';
-  const i = plans.findIndex((p) => p.role === role);
-  return results[i]!;
+function keyRole(sc: WorkerScenario): 'consumer' | 'pinger' {
+  return sc.spec.kind === 'throughput' ? 'consumer' : 'pinger';
 }
 
-export async function runPair(
-  sc: WorkerScenario,
-  contender: Contender,
-  settings: RunSettings,
-): Promise<PairResult> {
-  const started = performance.now();
-  const name = sc.spec.name;
-  const tag = `${name.padEnd(17)} ${contender.name.padEnd(12)}`;
-  const plan = contender.plan(sc.spec);
-  if ('notApplicable' in plan) {
-    settings.log(`${tag} n/a: ${plan.notApplicable}`);
-    return {
-      scenario: name,
-      contender: contender.name,
-      status: 'n/a',
-      reason: plan.notApplicable,
-      n: 0,
-      wallMs: 0,
-    };
+/** One contender's workers in one scenario, alive from calibration to the last measured round. */
+class PairRun {
+  private readonly crew: Crew;
+  private readonly tag: string;
+  private readonly perProducer: number;
+  private readonly keyIndex: number;
+  private roundNo = 0;
+  private n = 0;
+  private readonly rates: number[] = [];
+  private readonly p50: number[] = [];
+  private readonly p99: number[] = [];
+  private readonly mean: number[] = [];
+  private readonly timer: number[] = [];
+  private error: string | undefined;
+
+  constructor(
+    private readonly sc: WorkerScenario,
+    private readonly contender: Contender,
+    private readonly plans: readonly WorkerPlan[],
+    private readonly settings: RunSettings,
+  ) {
+    this.tag = `${sc.spec.name.padEnd(17)} ${contender.name.padEnd(13)}`;
+    this.perProducer = sc.spec.kind === 'throughput' ? sc.spec.producers : 1;
+    this.keyIndex = plans.findIndex((p) => p.role === keyRole(sc));
+    this.crew = new Crew(contender, sc, plans);
   }
-  const plans = plan.workers;
-  const perProducer = sc.spec.kind === 'throughput' ? sc.spec.producers : 1;
-  // Each role gets its own count: producers share the round's records, everyone else handles all of them.
-  const sizeFor = (n: number): number => Math.max(perProducer, Math.round(n / perProducer) * perProducer);
-  const crew = new Crew(contender, sc, plans);
-  let roundNo = 0;
-  const runRound = async (n: number): Promise<RoleResult> => {
-    roundNo++;
-    const counts = plans.map((p) => (p.role === 'producer' ? n / perProducer : n));
-    const results = await crew.round(roundNo, counts, settings.roundTimeoutMs);
-    return keyResult(sc, plans, results);
-  };
-  try {
-    await crew.ready();
-    // Calibrate: time a small round, scale the round size to the budget.
-    let n = sizeFor(firstRoundSize(sc));
-    let r = await runRound(n);
-    const rescale = (res: RoleResult, size: number): number =>
-      sizeFor(
-        Math.min(MAX_ROUND_SIZE, Math.max(100, (size * settings.roundMs * 1e6) / Math.max(res.elapsedNs, 1))),
-      );
-    n = rescale(r, n);
-    if (settings.fullWarmup) {
-      r = await runRound(n);
-      n = rescale(r, n);
-    }
-    const rates: number[] = [];
-    const p50: number[] = [];
-    const p99: number[] = [];
-    const mean: number[] = [];
-    for (let k = 1; k <= settings.rounds; k++) {
-      r = await runRound(n);
-      if (sc.spec.kind === 'throughput') {
-        const rate = (n * 1e9) / r.elapsedNs;
-        rates.push(rate);
-        settings.log(`${tag} round ${k}/${settings.rounds}: ${formatRate(rate)} (${n} records)`);
+
+  get failed(): boolean {
+    return this.error !== undefined;
+  }
+
+  /** Round sizes are multiples of the producer count: producers share a round's records. */
+  private sizeFor(n: number): number {
+    return Math.max(this.perProducer, Math.round(n / this.perProducer) * this.perProducer);
+  }
+
+  private async runRound(n: number): Promise<RoleResult> {
+    this.roundNo++;
+    // Producers share the round's records; every other role handles all of them.
+    const counts = this.plans.map((p) => (p.role === 'producer' ? n / this.perProducer : n));
+    const results = await this.crew.round(this.roundNo, counts, this.settings.roundTimeoutMs);
+    return results[this.keyIndex]!;
+  }
+
+  /** Scales the round size so that a round takes about the round budget. */
+  private rescale(r: RoleResult, size: number): number {
+    const target = (size * this.settings.roundMs * 1e6) / Math.max(r.elapsedNs, 1);
+    return this.sizeFor(Math.min(MAX_ROUND_SIZE, Math.max(100, target)));
+  }
+
+  async ready(): Promise<void> {
+    await this.guard(() => this.crew.ready());
+  }
+
+  /** Warm-up rounds, discarded: the first sizes the rounds, the second (full runs) re-sizes them warm. */
+  async calibrate(): Promise<void> {
+    await this.guard(async () => {
+      let n = this.sizeFor(firstRoundSize(this.sc));
+      n = this.rescale(await this.runRound(n), n);
+      if (this.settings.fullWarmup) n = this.rescale(await this.runRound(n), n);
+      this.n = n;
+    });
+  }
+
+  async measure(k: number): Promise<void> {
+    await this.guard(async () => {
+      const r = await this.runRound(this.n);
+      const of = `${k}/${this.settings.rounds}`;
+      if (this.sc.spec.kind === 'throughput') {
+        const rate = (this.n * 1e9) / r.elapsedNs;
+        this.rates.push(rate);
+        this.settings.log(`${this.tag} round ${of}: ${formatRate(rate)} (${this.n} records)`);
       } else {
         const lat = r.latency!;
-        p50.push(lat.p50);
-        p99.push(lat.p99);
-        mean.push(lat.mean);
-        settings.log(
-          `${tag} round ${k}/${settings.rounds}: p50 ${formatNs(lat.p50)}  p99 ${formatNs(lat.p99)} (${n} round trips)`,
+        this.p50.push(lat.p50);
+        this.p99.push(lat.p99);
+        this.mean.push(lat.mean);
+        this.timer.push(lat.timerNs);
+        this.settings.log(
+          `${this.tag} round ${of}: p50 ${formatNs(lat.p50)}  p99 ${formatNs(lat.p99)} (${this.n} round trips)`,
         );
       }
+    });
+  }
+
+  /** Runs `step` unless this pair already failed; a failure stops the pair and keeps the reason. */
+  private async guard(step: () => Promise<void>): Promise<void> {
+    if (this.error !== undefined) return;
+    try {
+      await step();
+    } catch (err) {
+      this.error = err instanceof Error ? err.message : String(err);
+      this.settings.log(`${this.tag} ERROR: ${this.error}`);
+      await this.crew.close();
     }
-    const wallMs = performance.now() - started;
-    if (sc.spec.kind === 'throughput') {
+  }
+
+  async close(): Promise<void> {
+    await this.crew.close();
+  }
+
+  result(): PairResult {
+    const base = { scenario: this.sc.spec.name, contender: this.contender.name, n: this.n };
+    if (this.error !== undefined) return { ...base, status: 'error', reason: this.error };
+    if (this.sc.spec.kind === 'throughput')
+      return { ...base, status: 'ok', throughput: summarize(this.rates) };
+    return {
+      ...base,
+      status: 'ok',
+      latency: { p50: summarize(this.p50), p99: summarize(this.p99), mean: summarize(this.mean) },
+      timerNs: median(this.timer),
+    };
+  }
+}
+
+/**
+ * Runs one scenario with every contender. All contenders' workers start at
+ * once (start-up overlaps), calibrate one pair at a time, then the measured
+ * rounds interleave: round 1 of every contender, then round 2, and so on, so
+ * a slow spell of a shared machine hits every contender rather than one.
+ * Idle pairs wait on their event loops and take no CPU.
+ */
+export async function runScenario(
+  sc: WorkerScenario,
+  contenders: readonly Contender[],
+  settings: RunSettings,
+): Promise<PairResult[]> {
+  const entries = contenders.map((contender): PairRun | PairResult => {
+    const plan = contender.plan(sc.spec);
+    if ('notApplicable' in plan) {
+      settings.log(`${sc.spec.name.padEnd(17)} ${contender.name.padEnd(13)} n/a: ${plan.notApplicable}`);
       return {
-        scenario: name,
+        scenario: sc.spec.name,
         contender: contender.name,
-        status: 'ok',
-        n,
-        throughput: summarize(rates),
-        wallMs,
+        status: 'n/a',
+        reason: plan.notApplicable,
+        n: 0,
       };
     }
-    return {
-      scenario: name,
-      contender: contender.name,
-      status: 'ok',
-      n,
-      latency: { p50: summarize(p50), p99: summarize(p99), mean: summarize(mean) },
-      wallMs,
-    };
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    settings.log(`${tag} ERROR: ${reason}`);
-    return {
-      scenario: name,
-      contender: contender.name,
-      status: 'error',
-      reason,
-      n: 0,
-      wallMs: performance.now() - started,
-    };
+    return new PairRun(sc, contender, plan.workers, settings);
+  });
+  const runs = entries.filter((e): e is PairRun => e instanceof PairRun);
+  try {
+    await Promise.all(runs.map((r) => r.ready()));
+    for (const r of runs) await r.calibrate();
+    for (let k = 1; k <= settings.rounds; k++) {
+      for (const r of runs) await r.measure(k);
+    }
   } finally {
-    await crew.close();
+    await Promise.all(runs.map((r) => r.close()));
   }
+  return entries.map((e) => (e instanceof PairRun ? e.result() : e));
 }

@@ -1,7 +1,11 @@
 /** Small statistics helpers for the main thread. None of them mutates its input. */
 
+/** Middle value; the mean of the two middle values for an even count. NaN for an empty list. */
 export function median(values: readonly number[]): number {
-  return percentile(values, 0.5);
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Nearest-rank percentile, `q` in [0, 1]. NaN for an empty list. */

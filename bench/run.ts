@@ -1,0 +1,177 @@
+/**
+ * `npm run bench`: every scenario with every contender, in one process run,
+ * then a summary on stdout and the report.
+ *
+ *   npm run bench                      full run; writes BENCHMARKS.md and bench/charts/*.svg
+ *   npm run bench -- --quick           short rounds (smoke test); report goes to bench/out/
+ *   npm run bench -- --only ping-pong  only the named scenarios (a name or a prefix: ping-pong, one-way)
+ *   npm run bench -- --write           write BENCHMARKS.md even for a --quick or --only run
+ *   POSTERN_BENCH_SCALE=0.5 npm run bench   scales round budgets and iteration counts
+ *
+ * Progress goes to stderr. Exits 1 if any contender failed (an error, a
+ * timeout, a sequence check), so a smoke test can rely on the exit code.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { CONTENDERS } from './contenders.ts';
+import { type MicroResult, runMicro } from './micro.ts';
+import { type CeilingResult, runCeiling } from './native.ts';
+import { type RunReport, renderMarkdown, summaryText, writeCharts } from './report.ts';
+import { type PairResult, type RunSettings, runScenario } from './runner.ts';
+import { ALL_SCENARIO_NAMES, selected, WORKER_SCENARIOS, type WorkerScenario } from './scenarios.ts';
+import { median } from './stats.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const OUT = fileURLToPath(new URL('./out/', import.meta.url));
+
+interface Args {
+  quick: boolean;
+  write: boolean;
+  only: string[];
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: false, write: false, only: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') args.quick = true;
+    else if (a === '--write') args.write = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!value) throw new Error('--only needs a scenario name');
+      args.only.push(...value.split(',').filter(Boolean));
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write(
+        `usage: npm run bench -- [--quick] [--only <scenario>[,...]] [--write]\nscenarios: ${ALL_SCENARIO_NAMES.join(', ')}\n`,
+      );
+      process.exit(0);
+    } else {
+      throw new Error(`unknown argument ${a} (try --help)`);
+    }
+  }
+  for (const o of args.only) {
+    if (!ALL_SCENARIO_NAMES.some((n) => selected(n, [o]))) {
+      throw new Error(`--only ${o} matches no scenario; scenarios: ${ALL_SCENARIO_NAMES.join(', ')}`);
+    }
+  }
+  return args;
+}
+
+function scaleFromEnv(): number {
+  const raw = process.env.POSTERN_BENCH_SCALE;
+  if (raw === undefined || raw === '') return 1;
+  const scale = Number(raw);
+  if (!(scale > 0)) throw new Error(`POSTERN_BENCH_SCALE must be a positive number, got ${raw}`);
+  return scale;
+}
+
+function machine(loadStart: readonly number[]): RunReport['machine'] {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    v8: process.versions.v8,
+    loadStart,
+    loadEnd: os.loadavg(),
+  };
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const scale = scaleFromEnv();
+  const log = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
+  const settings: RunSettings = args.quick
+    ? { rounds: 2, roundMs: 30 * scale, fullWarmup: false, roundTimeoutMs: 60_000, log }
+    : { rounds: 7, roundMs: 400 * scale, fullWarmup: true, roundTimeoutMs: 120_000, log };
+  const started = performance.now();
+  const loadStart = os.loadavg();
+  log(
+    `postern bench: ${args.quick ? 'quick' : 'full'} run, scale ${scale}` +
+      (args.only.length ? `, only ${args.only.join(', ')}` : ''),
+  );
+
+  const scenarios: { scenario: WorkerScenario; results: PairResult[] }[] = [];
+  for (const scenario of WORKER_SCENARIOS) {
+    if (!selected(scenario.spec.name, args.only)) continue;
+    scenarios.push({ scenario, results: await runScenario(scenario, CONTENDERS, settings) });
+  }
+
+  let micro: MicroResult[] | undefined;
+  if (selected('single-thread', args.only)) {
+    micro = await runMicro({ timeMs: (args.quick ? 50 : 500) * scale, log });
+  }
+
+  let ceiling: CeilingResult | undefined;
+  if (selected('ceiling', args.only)) {
+    ceiling = await runCeiling((args.quick ? 0.05 : 1) * scale, log);
+    if (ceiling.status !== 'ok') log(`ceiling           skipped: ${ceiling.reason}`);
+  }
+
+  const timers = scenarios.flatMap((s) =>
+    s.results.flatMap((r) => (r.timerNs !== undefined ? [r.timerNs] : [])),
+  );
+  const report: RunReport = {
+    date: new Date(),
+    machine: machine(loadStart),
+    command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(
+      ' ',
+    ),
+    settings: {
+      quick: args.quick,
+      scale,
+      rounds: settings.rounds,
+      roundMs: settings.roundMs,
+      only: args.only,
+    },
+    wallMs: performance.now() - started,
+    scenarios,
+    micro,
+    ceiling,
+    timerNs: timers.length ? median(timers) : undefined,
+  };
+
+  process.stdout.write(`\n${summaryText(report)}`);
+
+  // A partial or quick run must not overwrite the committed report.
+  const official = args.write || (!args.quick && args.only.length === 0);
+  const reportDir = official ? ROOT : OUT;
+  const chartDir = official ? fileURLToPath(new URL('./charts/', import.meta.url)) : `${OUT}charts/`;
+  mkdirSync(chartDir, { recursive: true });
+  mkdirSync(OUT, { recursive: true });
+  const charts = writeCharts(report, chartDir);
+  writeFileSync(
+    `${reportDir}BENCHMARKS.md`,
+    renderMarkdown(report, official ? 'bench/charts' : 'charts', charts),
+  );
+  writeFileSync(`${OUT}results.json`, `${JSON.stringify(report, null, 2)}\n`);
+  log(`\nwrote ${reportDir}BENCHMARKS.md, ${charts.size} charts in ${chartDir}, ${OUT}results.json`);
+  log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+  const failed = scenarios.flatMap((s) => s.results).filter((r) => r.status === 'error');
+  if (failed.length > 0) {
+    log(
+      `${failed.length} contender run(s) failed: ${failed.map((r) => `${r.scenario}/${r.contender}`).join(', ')}`,
+    );
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 2;
+  },
+);
