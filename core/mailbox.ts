@@ -363,6 +363,8 @@ export class Mailbox {
     const o = this.o;
     const i32 = o.i32;
     this.releaseHeld();
+    // Whoever frees the ring drains it from HEAD: hand back what this consumer has consumed first.
+    this.ring.flushConsumed();
     this.end = Object.freeze({
       kind: 'end',
       reason: reasonName(Atomics.load(i32, o.routes.word(this.route) + R_REASON)),
