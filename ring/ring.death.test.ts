@@ -1,0 +1,332 @@
+/**
+ * Producer death. First, deterministic single-thread scenarios of the
+ * recovery (a producer "terminated" at a chosen instruction, see
+ * test/interrupt.ts); then real worker threads terminated at random points
+ * in tight write loops while a consumer checks every record it receives.
+ */
+
+import { afterEach, describe, expect, test } from 'vitest';
+import { type Producer, RECORD_HEADER_BYTES, type Ring } from './index.ts';
+import { W_TAIL } from './ring-layout.ts';
+import { expectCanariesIntact, expectNoLeak, type Fixture, makeFixture, patterned } from './test/fixtures.ts';
+import { terminateAt } from './test/interrupt.ts';
+
+function tailIndex(f: Fixture): number {
+  return (Atomics.load(f.ring.i32, f.ring.base + W_TAIL) >>> 0) % f.ring.capacity;
+}
+
+/** Walks the (empty) ring's tail to `index` with zero-length records the consumer takes at once. */
+function moveTailTo(f: Fixture, p: Producer, index: number): void {
+  while (tailIndex(f) !== index) {
+    expect(f.ring.tryWrite(p, 1, new Uint8Array(0))).toBe(true);
+    expect(f.ring.tryRead()).toEqual(new Uint8Array(0));
+  }
+  expect(f.ring.tryRead()).toBeNull();
+}
+
+/** Everything the consumer can get now, as [type, bytes] pairs. */
+function receiveAll(ring: Ring): Array<[number, number[]]> {
+  const out: Array<[number, number[]]> = [];
+  ring.drain((type, bytes, offset, length) => out.push([type, [...bytes.subarray(offset, offset + length)]]));
+  return out;
+}
+
+/** Parks the consumer for no time: the path on which it frees dead slots once the ring is empty. */
+function parkBriefly(ring: Ring): void {
+  expect(ring.waitForRecord(0)).toBe(false);
+}
+
+afterEach(() => {
+  // A failed interruption must never leave Atomics patched for the next test.
+  expect(Atomics.compareExchange.name).toBe('compareExchange');
+  expect(Atomics.store.name).toBe('store');
+});
+
+describe('recovery of a dead claim (one thread, deterministic)', () => {
+  test('a claim left unpublished by a dead producer is skipped, later records delivered', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    const at = f.ring.tryClaim(a, 3, 20);
+    f.ring.bytes.set(patterned(0, 10), at); // half written when it died
+    expect(f.ring.tryWrite(b, 4, patterned(1, 12))).toBe(true);
+    // A is merely silent so far: nothing may be skipped.
+    expect(f.ring.peek()).toBe(-1);
+    expect(f.ring.waitForRecord(0)).toBe(false);
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    // B's slot stays, A's is freed once the ring has drained.
+    expectNoLeak(f.ring, f.slots, 1);
+    expect(f.slots.deadCount).toBe(0);
+    expect(f.ring.tryWrite(b, 5, patterned(2, 30))).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[5, [...patterned(2, 30)]]]);
+    f.slots.release(b);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('markDead wakes a consumer parked behind the dead claim', async () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    f.ring.tryClaim(a, 3, 20);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 12))).toBe(true);
+    const woke = f.ring.waitForRecordAsync(); // no timeout: only a wake-up ends it
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    expect(await woke).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(b);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test.each([
+    ['after the claim, before the padding was published', 'store', 1, false],
+    ['after the padding was published', 'store', 1, true],
+  ] as const)('a dead claim that wraps (padding + record) is skipped: death %s', (_name, op, nth, after) => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    moveTailTo(f, b, 200);
+    // 128 bytes do not fit the 56 before the end: padding to the end, then the record at 0.
+    terminateAt(op, nth, () => f.ring.tryClaim(a, 3, 120), { after });
+    expect(tailIndex(f)).toBe(128);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 40))).toBe(true);
+    expect(f.ring.tryRead()).toBeNull();
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 40)]]]);
+    expectNoLeak(f.ring, f.slots, 1);
+    f.slots.release(b);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('a dead claim that wraps and was fully written but not published is skipped', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    moveTailTo(f, b, 200);
+    const at = f.ring.tryClaim(a, 3, 120);
+    f.ring.bytes.set(patterned(9, 120), at);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 40))).toBe(true);
+    expect(f.ring.tryRead()).toBeNull();
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 40)]]]);
+    f.slots.release(b);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('a slow but live producer is never skipped, even while another producer is dead', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    const dead = f.slots.acquire();
+    expect(f.ring.tryWrite(dead, 2, patterned(7, 8))).toBe(true);
+    const at = f.ring.tryClaim(a, 3, 20);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 12))).toBe(true);
+    // Another producer dies: the consumer now looks for dead claims on its slow path.
+    expect(f.slots.markDead(dead.slot, dead.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[2, [...patterned(7, 8)]]]);
+    for (let i = 0; i < 20; i++) {
+      expect(f.ring.peek()).toBe(-1);
+      expect(f.ring.waitForRecord(0)).toBe(false);
+    }
+    f.ring.bytes.set(patterned(0, 20), at);
+    f.ring.commit(a);
+    expect(receiveAll(f.ring)).toEqual([
+      [3, [...patterned(0, 20)]],
+      [4, [...patterned(1, 12)]],
+    ]);
+    f.slots.release(a);
+    f.slots.release(b);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a slow producer is not skipped when a dead producer announced the same position and died before its CAS', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const x = f.slots.acquire();
+    const b = f.slots.acquire();
+    let at = -1;
+    // X announces a claim at the tail and dies before its CAS; A takes that position.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 100), {
+      before: () => {
+        at = f.ring.tryClaim(a, 3, 20);
+      },
+    });
+    expect(at).toBeGreaterThan(0);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    for (let i = 0; i < 10; i++) expect(f.ring.waitForRecord(0)).toBe(false);
+    f.ring.bytes.set(patterned(0, 20), at);
+    f.ring.commit(a);
+    expect(receiveAll(f.ring)).toEqual([
+      [3, [...patterned(0, 20)]],
+      [4, [...patterned(1, 12)]],
+    ]);
+    f.slots.release(a);
+    f.slots.release(b);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a producer that died before its CAS is freed, and claimed nothing', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const b = f.slots.acquire();
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 40));
+    expect(f.ring.usedBytes).toBe(0);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(f.ring.tryWrite(b, 4, patterned(1, 12))).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots, 1);
+    f.slots.release(b);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('two dead announcements over one position: only records someone committed are delivered', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const y = f.slots.acquire();
+    const z = f.slots.acquire();
+    // X announces an 8-byte claim at the tail and dies before its CAS. Y claims that same
+    // position for 48 bytes, writes its payload and dies before publishing it. Y's payload
+    // happens to begin with bytes that read as a record header: length 4, type 7.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 0), {
+      before: () => {
+        const at = f.ring.tryClaim(y, 3, 40);
+        const payload = patterned(5, 40);
+        payload.set([5, 0, 0, 0, 7, 0, 0, 0]);
+        f.ring.bytes.set(payload, at);
+      },
+    });
+    expect(f.ring.tryWrite(z, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(f.slots.markDead(y.slot, y.generation)).toBe(true);
+    // Only Z ever committed a record.
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(z);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('two dead announcements over one position: the memory after the ring survives', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const y = f.slots.acquire();
+    const z = f.slots.acquire();
+    // As above with a 16-byte announcement, and Y's payload bytes 8..15 reading as a header of a
+    // 16 MiB record of type 9.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 8), {
+      before: () => {
+        const at = f.ring.tryClaim(y, 3, 120);
+        const payload = patterned(77, 120);
+        payload.set([1, 1, 1, 1, 9, 0, 0, 0], 8);
+        f.ring.bytes.set(payload, at);
+      },
+    });
+    expect(f.ring.tryWrite(z, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(f.slots.markDead(y.slot, y.generation)).toBe(true);
+    let received: Array<[number, number[]]> = [];
+    try {
+      received = receiveAll(f.ring);
+    } finally {
+      expectCanariesIntact(f);
+    }
+    expect(received).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(z);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a producer that died before its CAS, over a smaller claim that was committed, is freed once the ring drains', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const y = f.slots.acquire();
+    // X announces 64 bytes at the tail and dies before its CAS; Y takes the position with 16.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 56), {
+      before: () => {
+        expect(f.ring.tryWrite(y, 3, patterned(2, 8))).toBe(true);
+      },
+    });
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[3, [...patterned(2, 8)]]]);
+    parkBriefly(f.ring);
+    // Nothing of X's is in the ring: its slot must not stay DEAD for as long as the ring is quiet.
+    expect(f.slots.deadCount).toBe(0);
+    expectNoLeak(f.ring, f.slots, 1);
+    f.slots.release(y);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a polling consumer (no parking) frees the slot of a dead producer once the ring drains', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const d = f.slots.acquire();
+    for (let i = 0; i < 3; i++) expect(f.ring.tryWrite(d, 2, patterned(i, 8))).toBe(true);
+    expect(f.slots.markDead(d.slot, d.generation)).toBe(true);
+    for (let i = 0; i < 3; i++) expect(f.ring.tryRead()).toEqual(patterned(i, 8));
+    for (let i = 0; i < 3; i++) expect(f.ring.tryRead()).toBeNull();
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('many deaths in a row: dead slots are reclaimed and the slot table never runs out', () => {
+    const f = makeFixture({ capacity: 512, maxRecordLength: 120, maxProducers: 3 });
+    const live = f.slots.acquire();
+    for (let round = 0; round < 200; round++) {
+      const doomed = f.slots.acquire();
+      const length = (round * 13) % 60;
+      // Alternate the instant of death: right after its claim, or half way through its payload.
+      const at = f.ring.tryClaim(doomed, 9, length);
+      expect(at).toBeGreaterThan(0);
+      if (round % 2 === 1) f.ring.bytes.set(patterned(round, length).subarray(0, length >> 1), at);
+      expect(f.ring.tryWrite(live, 1, patterned(round, 12))).toBe(true);
+      expect(f.slots.markDead(doomed.slot, doomed.generation)).toBe(true);
+      expect(receiveAll(f.ring)).toEqual([[1, [...patterned(round, 12)]]]);
+      parkBriefly(f.ring);
+      expect(f.slots.inUse(), `round ${round}`).toBe(1);
+    }
+    f.slots.release(live);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+});
+
+describe('positions wrap at 2^32', () => {
+  test('an idle live producer whose last claim was 4 GiB ago does not block recovery of a dead claim', () => {
+    const capacity = 1 << 21;
+    const f = makeFixture({ capacity, maxRecordLength: capacity / 2 - RECORD_HEADER_BYTES });
+    const idle = f.slots.acquire();
+    const busy = f.slots.acquire();
+    const doomed = f.slots.acquire();
+    const big = (1 << 19) - RECORD_HEADER_BYTES; // a 512 KiB span: 8192 of them make 2^32 bytes
+    // The idle producer writes once at position 0, then stays alive and silent.
+    expect(f.ring.tryClaim(idle, 1, big)).toBeGreaterThan(0);
+    f.ring.commit(idle);
+    expect(f.ring.peek()).toBe(big);
+    f.ring.release();
+    for (let i = 1; i < 8192; i++) {
+      expect(f.ring.tryClaim(busy, 2, big)).toBeGreaterThan(0);
+      f.ring.commit(busy);
+      expect(f.ring.peek()).toBe(big);
+      f.ring.release();
+    }
+    expect(f.ring.peek()).toBe(-1);
+    expect(Atomics.load(f.ring.i32, f.ring.base + W_TAIL)).toBe(0); // 2^32 bytes later
+    // A producer claims at position 2^32 and dies; the busy one writes after it.
+    f.ring.tryClaim(doomed, 3, 16);
+    expect(f.ring.tryWrite(busy, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(doomed.slot, doomed.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(idle);
+    f.slots.release(busy);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+  });
+});

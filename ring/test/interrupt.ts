@@ -1,0 +1,51 @@
+/**
+ * Deterministic stand-ins for a thread terminated at a chosen instruction.
+ *
+ * A terminated worker simply stops: whatever it stored before stays, nothing
+ * after happens. In one thread the same state is reached by making the
+ * chosen Atomics call throw (nothing of it or after it runs) and catching
+ * that throw: the producer's slot and the ring then hold exactly what a
+ * worker killed at that point would have left. The producer object is
+ * abandoned afterwards, as the dead thread's would be.
+ */
+
+class Terminated extends Error {
+  override name = 'Terminated';
+}
+
+type AtomicsOp = 'compareExchange' | 'store';
+
+/**
+ * Runs `body`, "terminating" it when it reaches its `nth` (1-based) call of
+ * `Atomics[op]`, before that call takes effect. With `before`, runs that first
+ * (with the real Atomics), to interleave another thread's steps at that point.
+ * With `after`, the nth call does take effect and termination comes right
+ * after it. Throws if `body` finishes without reaching the call.
+ */
+export function terminateAt(
+  op: AtomicsOp,
+  nth: number,
+  body: () => unknown,
+  options: { before?: () => void; after?: boolean } = {},
+): void {
+  const real = Atomics[op] as (...args: unknown[]) => unknown;
+  let calls = 0;
+  const patched = (...args: unknown[]) => {
+    calls++;
+    if (calls !== nth) return real.apply(Atomics, args);
+    (Atomics as unknown as Record<AtomicsOp, unknown>)[op] = real;
+    options.before?.();
+    if (options.after === true) real.apply(Atomics, args);
+    throw new Terminated(`terminated at Atomics.${op} call ${nth}`);
+  };
+  (Atomics as unknown as Record<AtomicsOp, unknown>)[op] = patched;
+  try {
+    body();
+  } catch (error) {
+    if (error instanceof Terminated) return;
+    throw error;
+  } finally {
+    (Atomics as unknown as Record<AtomicsOp, unknown>)[op] = real;
+  }
+  throw new Error(`body finished without reaching Atomics.${op} call ${nth}`);
+}
