@@ -36,6 +36,7 @@ import {
   RingError,
   WriteTimeout,
 } from './errors.ts';
+import { parkAsync } from './park-async.ts';
 import {
   DEAD,
   FREE,
@@ -141,9 +142,8 @@ export class Ring {
   /** The producer slots this ring's producers announce claims in. */
   readonly slots: ProducerSlots;
   private readonly mask: number;
-  /** Absolute byte offset where record space starts, and where it ends. */
+  /** Absolute byte offset where record space starts. */
   private readonly dataStart: number;
-  private readonly dataEnd: number;
   /** Word index of the start of record space. */
   private readonly dataWord: number;
 
@@ -156,6 +156,8 @@ export class Ring {
   private peekedLength = -1;
   private peekedBytes = 0;
   private peekedHeaderWord = 0;
+  /** Dead producers' claims this consumer has turned into padding (consumer-local count). */
+  recoveredClaims = 0;
   /** Set once this consumer padded a dead claim: reclaim the slot once the ring drains. */
   private reclaimPending = false;
   /** The consumer's position; HEAD lags it by what is consumed but not yet handed back. */
@@ -246,7 +248,6 @@ export class Ring {
     this.slots = slotsAt(buffer, i32[this.base + W_SLOTS_OFFSET]!);
     this.mask = this.capacity - 1;
     this.dataStart = byteOffset + RING_HEADER_BYTES;
-    this.dataEnd = this.dataStart + this.capacity;
     this.dataWord = this.dataStart >> 2;
     this.consumerHead = Atomics.load(i32, this.base + W_HEAD);
     this.publishedHead = this.consumerHead;
@@ -382,7 +383,6 @@ export class Ring {
     const seqWord = this.base + W_ROOM_SEQ;
     for (;;) {
       Atomics.add(i32, waiters, 1); // announces a waiter before re-checking: the consumer's next release will bump ROOM_SEQ
-      let parked: Promise<unknown> | undefined;
       try {
         const seq = Atomics.load(i32, seqWord);
         if (this.tryWrite(producer, type, src)) return;
@@ -390,8 +390,7 @@ export class Ring {
         if (wait <= 0)
           throw new WriteTimeout(`no room for a ${src.length}-byte record within ${timeoutMs} ms`);
         if (signal !== undefined) wait = Math.min(wait, ABORT_RECHECK_MS);
-        const result = Atomics.waitAsync(i32, seqWord, seq, wait);
-        if (result.async) parked = result.value;
+        const parked = parkAsync(i32, seqWord, seq, wait);
         if (parked !== undefined) await (signal === undefined ? parked : raceAbort(parked, signal));
       } finally {
         Atomics.sub(i32, waiters, 1);
@@ -605,8 +604,8 @@ export class Ring {
     for (;;) {
       const wait = this.prepareToPark(deadline);
       if (wait === 0) return this.peekedLength >= 0;
-      const result = Atomics.waitAsync(i32, sleepWord, 1, wait);
-      if (result.async) await result.value;
+      const parked = parkAsync(i32, sleepWord, 1, wait);
+      if (parked !== undefined) await parked;
       Atomics.store(i32, sleepWord, 0);
       if (this.peek() >= 0) return true;
     }
@@ -714,6 +713,7 @@ export class Ring {
     }
     if (!found) return false;
     this.writePadding(head, (bestEnd - head) >>> 0);
+    this.recoveredClaims++;
     this.reclaimPending = true;
     return true;
   }
