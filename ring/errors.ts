@@ -58,6 +58,15 @@ export class DestinationTooSmall extends RingError {
   }
 }
 
+/**
+ * A record header that no producer could have written (it runs past the end
+ * of record space, or exceeds the maximum length): the ring's memory was
+ * overwritten from outside. The consumer stops rather than act on it.
+ */
+export class RingCorrupted extends RingError {
+  override name = 'RingCorrupted';
+}
+
 /** An awaitable or blocking write that gave up waiting for room. */
 export class WriteTimeout extends RingError {
   override name = 'WriteTimeout';

@@ -10,6 +10,7 @@ export {
   ProducerSlotsExhausted,
   ProducerStateError,
   RecordTooLarge,
+  RingCorrupted,
   RingError,
   WriteTimeout,
 } from './errors.ts';

@@ -32,13 +32,14 @@
  *                          acquisition never claimed. Written by the owner.
  *     +8   ANNOUNCE_POS    ring position (TAIL value) the latest claim starts at
  *     +12  ANNOUNCE_BYTES  bytes that claim spans (padding + header + payload);
- *                          0 after an attempt that found the ring full
+ *                          0 once the claim is published (withdrawn), and after an
+ *                          attempt that found the ring full
  *   The owner writes the three announcement words with plain stores, BYTES and
  *   RING before POS, all before its claiming CAS on the ring's TAIL. Anyone who
  *   later reads TAIL and sees the claim (an atomic load that reads from that
- *   CAS) is thereby guaranteed to see the announcement that preceded it. The
- *   announcement is not withdrawn after publishing: a published claim can
- *   never be where a consumer is stalled, so a stale announcement is harmless.
+ *   CAS) is thereby guaranteed to see the announcement that preceded it. After
+ *   publishing, the owner withdraws it (BYTES = 0), so a LIVE announcement that
+ *   covers a position always means a claim in flight there.
  *
  * STATE packs a generation with the state bits so that `markDead(slot, gen)`
  * arriving late (after the thread released the slot and another acquired it)
@@ -96,6 +97,13 @@ export class Producer {
   released = false;
   /** Word index of this slot's first word. */
   readonly slotWord: number;
+  /**
+   * This producer's mark in the TYPE word of every record it claims, above the
+   * type's low byte: (slot + 1) << 8. Written first thing after the claiming
+   * CAS, it tells a consumer recovering a dead claim which dead producer owns
+   * it (see Ring's recovery).
+   */
+  readonly claimMark: number;
 
   constructor(
     readonly slots: ProducerSlots,
@@ -105,6 +113,7 @@ export class Producer {
     readonly generation: number,
   ) {
     this.slotWord = slots.slotWord(slot);
+    this.claimMark = (slot + 1) << 8;
   }
 }
 

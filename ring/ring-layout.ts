@@ -38,7 +38,9 @@
  * fill to the next multiple of 8.
  *   word 0  PUBLISH  payload length + 1; 0 until the producer publishes, so the
  *                    store of this word is the record's publication point
- *   word 1  TYPE     1..255 from the layers above; 0 marks padding
+ *   word 1  TYPE     low byte: 1..255 from the layers above, 0 marks padding;
+ *                    above it: the claiming producer's slot + 1 (its claim mark),
+ *                    written first thing after the claim
  * Record space is all zeros except for records between HEAD and TAIL: the
  * consumer zeroes every record it consumes before moving HEAD past it. So a
  * non-zero PUBLISH word can only have been written by the claim that owns
@@ -56,6 +58,8 @@ export const MAX_CAPACITY = 1 << 30;
 /** Reserved record type of padding records (wrap-around and recovered dead claims). */
 export const PADDING_TYPE = 0;
 export const MAX_RECORD_TYPE = 255;
+/** The TYPE word's low byte is the type; the bits above it are the claiming producer's mark. */
+export const TYPE_MASK = 0xff;
 
 export const W_MAGIC = 0;
 export const W_VERSION = 1;

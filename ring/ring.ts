@@ -33,6 +33,7 @@ import {
   LayoutMismatch,
   ProducerStateError,
   RecordTooLarge,
+  RingCorrupted,
   RingError,
   WriteTimeout,
 } from './errors.ts';
@@ -59,6 +60,7 @@ import {
   RING_MAGIC,
   RING_VERSION,
   recordBytes,
+  TYPE_MASK,
   W_CAPACITY,
   W_CONSUMER_SLEEP,
   W_HEAD,
@@ -160,6 +162,8 @@ export class Ring {
   recoveredClaims = 0;
   /** Set once this consumer padded a dead claim: reclaim the slot once the ring drains. */
   private reclaimPending = false;
+  /** DEAD_COUNT when this consumer last reclaimed on an empty ring. */
+  private deadCountSeenEmpty = 0;
   /** The consumer's position; HEAD lags it by what is consumed but not yet handed back. */
   private consumerHead: number;
   /** The last value this consumer stored in HEAD. */
@@ -304,14 +308,15 @@ export class Ring {
       const witnessed = Atomics.compareExchange(i32, base + W_TAIL, tail, (tail + span) | 0);
       if (witnessed === tail) {
         // ...then [tail, tail + span) is ours.
-        let recordIndex = index;
-        if (span !== need) {
-          // Publishes the padding to the end; its TYPE word is already 0 (consumed space is zeroed).
-          Atomics.store(i32, this.dataWord + (index >> 2), toEnd - RECORD_HEADER_BYTES + 1);
-          recordIndex = 0;
-        }
+        const recordIndex = span === need ? index : 0;
         const headerWord = this.dataWord + (recordIndex >> 2);
-        i32[headerWord + 1] = type; // published with the record by commit's atomic store
+        // The first write into the claim, and it must stay first: it marks the claim as this
+        // producer's. A dead claim without the mark is therefore still all zeros (recovery relies on it).
+        i32[headerWord + 1] = type | producer.claimMark;
+        if (span !== need) {
+          // Publishes the padding to the end; its TYPE word is 0 (consumed space is zeroed).
+          Atomics.store(i32, this.dataWord + (index >> 2), toEnd - RECORD_HEADER_BYTES + 1);
+        }
         producer.claimRingBase = base;
         producer.claimHeaderWord = headerWord;
         producer.claimLength = length;
@@ -329,6 +334,9 @@ export class Ring {
     }
     const i32 = this.i32;
     Atomics.store(i32, producer.claimHeaderWord, producer.claimLength + 1); // publishes the record
+    // Withdraws the announcement: a live announcement covering a position now always means a
+    // claim in flight there. Plain: a reader that still sees the old value merely waits a little.
+    i32[producer.slotWord + SLOT_ANNOUNCE_BYTES] = 0;
     producer.claimRingBase = -1;
     wakeConsumerAt(i32, this.base);
   }
@@ -476,7 +484,15 @@ export class Ring {
       }
       const length = published - 1;
       const bytes = recordBytes(length);
-      const type = i32[headerWord + 1]!; // published with the PUBLISH word loaded above
+      // Published with the PUBLISH word loaded above; the bits above the low byte are the claim mark.
+      const type = i32[headerWord + 1]! & TYPE_MASK;
+      // Records never straddle the end of record space, and never exceed the maximum: anything
+      // else means the region was overwritten from outside. Refuse rather than zero past the ring.
+      if (bytes > this.capacity - index || (type !== PADDING_TYPE && length > this.maxRecordLength)) {
+        throw new RingCorrupted(
+          `record header at ring position ${head} claims ${length} bytes of type ${type}`,
+        );
+      }
       if (type === PADDING_TYPE) {
         this.consume(headerWord, bytes);
         continue;
@@ -667,52 +683,62 @@ export class Ring {
   /**
    * Called by the consumer when the record at `head` is unpublished and some
    * producer slot is DEAD. Turns the dead owner's claim into padding, or
-   * returns false when it cannot prove one is there yet.
+   * returns false when it cannot prove the owner dead yet.
    *
    * The owner of the claim covering `head` announced it before its CAS and
    * keeps the announcement until it publishes, so it is among the slots whose
-   * announcement covers `head`. If any LIVE slot's announcement covers it,
-   * that producer may be the owner, merely slow: wait. Otherwise the owner is
-   * DEAD. Other DEAD announcements may also cover `head` (a producer that
-   * lost its CAS and died before moving on, or a stale one): their spans all
-   * start at or before the owner's claim start, so the smallest end among them
-   * lies within the owner's claim; padding to it is safe, and if it falls
-   * short, the next call pads the rest.
+   * announcement covers `head`. If a LIVE one does, that producer may be the
+   * owner, merely slow: wait. Otherwise the owner is DEAD, and it may share
+   * the cover with dead producers that announced the same position and lost
+   * the CAS (or died before it). The owner's first write after its CAS is its
+   * claim mark in its record's TYPE word, so:
+   * - a dead candidate whose mark sits where its record would start is the
+   *   owner (no one else writes that mark there): pad to the end of its claim;
+   * - if none has its mark there, the owner died before writing anything, so
+   *   its whole claim is still zeros. Padding to the smallest candidate end
+   *   stays inside it (every candidate starts at or before the claim), and if
+   *   that falls short, the consumer lands on zeros again and the next call
+   *   pads further.
    */
   private recoverStalledClaim(head: number): boolean {
     const i32 = this.i32;
     if (Atomics.load(i32, this.base + W_TAIL) === head) {
-      // ...then the ring is simply empty; dead claims here, if any, were resolved.
-      if (this.reclaimPending) {
-        this.reclaimPending = false;
-        this.reclaimDeadProducers();
-      }
+      // ...then the ring is simply empty: every dead claim on it has been resolved.
+      this.reclaimWhenEmpty();
       return false;
     }
     // The atomic TAIL load above read from the claim at head (or a later one), so every
     // announcement made before those claims is visible to the plain loads below.
     const slots = this.slots;
     const ringTag = this.byteOffset + 1;
-    let found = false;
-    let bestEnd = 0;
+    const mask = this.mask;
+    let ownerEnd = 0;
+    let ownerFound = false;
+    let smallestEnd = 0;
+    let candidates = 0;
     for (let s = 0; s < slots.count; s++) {
       const word = slots.slotWord(s);
       const state = slotState(Atomics.load(i32, word + SLOT_STATE));
       if (state === FREE || i32[word + SLOT_ANNOUNCE_RING] !== ringTag) continue;
       const start = i32[word + SLOT_ANNOUNCE_POS]!;
       const span = i32[word + SLOT_ANNOUNCE_BYTES]!;
-      const covers = (head - start) >>> 0 < span;
-      if (!covers) continue;
-      // ...a live producer whose claim covers head may own it, merely slow: wait for it.
+      if ((head - start) >>> 0 >= span) continue; // does not cover head
+      // ...a live producer whose claim covers head may own it: it is slow, not dead.
       if (state === LIVE) return false;
-      if (state === DEAD) {
-        const end = (start + span) | 0;
-        if (!found || (end - head) >>> 0 < (bestEnd - head) >>> 0) bestEnd = end;
-        found = true;
+      if (state !== DEAD) continue;
+      const end = (start + span) | 0;
+      const startIndex = start & mask;
+      // A claim that runs past the end of record space put its record at 0, after padding.
+      const recordIndex = span > this.capacity - startIndex ? 0 : startIndex;
+      if (i32[this.dataWord + (recordIndex >> 2) + 1]! >>> 8 === s + 1) {
+        ownerFound = true;
+        ownerEnd = end;
       }
+      if (candidates === 0 || (end - head) >>> 0 < (smallestEnd - head) >>> 0) smallestEnd = end;
+      candidates++;
     }
-    if (!found) return false;
-    this.writePadding(head, (bestEnd - head) >>> 0);
+    if (candidates === 0) return false;
+    this.writePadding(head, ((ownerFound ? ownerEnd : smallestEnd) - head) >>> 0);
     this.recoveredClaims++;
     this.reclaimPending = true;
     return true;
@@ -734,10 +760,12 @@ export class Ring {
   }
 
   /**
-   * Frees DEAD producer slots whose announced claims point into this ring,
-   * when the ring is empty (so every such claim was either recovered or
-   * never made). Consumer only; runs by itself before parking and after a
-   * recovery once the ring drains. Returns how many slots it freed.
+   * Frees DEAD producer slots whose last claim was on this ring and is now
+   * harmless: wholly behind the consumer, never made (at or past TAIL: a dead
+   * thread will not try again), or anything at all once the ring is empty
+   * (every claim ever made on it was then published or padded, and consumed).
+   * Consumer only; it runs by itself when the ring runs dry or the consumer
+   * parks with dead slots about. Returns how many slots it freed.
    */
   reclaimDeadProducers(): number {
     const i32 = this.i32;
@@ -745,6 +773,7 @@ export class Ring {
     if (Atomics.load(i32, slots.deadCountWord) === 0) return 0;
     const head = this.consumerHead;
     const tail = Atomics.load(i32, this.base + W_TAIL);
+    const empty = tail === head;
     const ringTag = this.byteOffset + 1;
     let freed = 0;
     for (let s = 0; s < slots.count; s++) {
@@ -753,13 +782,24 @@ export class Ring {
       if (i32[word + SLOT_ANNOUNCE_RING] !== ringTag) continue;
       const start = i32[word + SLOT_ANNOUNCE_POS]!;
       const end = (start + i32[word + SLOT_ANNOUNCE_BYTES]!) | 0;
-      // Harmless when the claim lies wholly behind head (consumed or recovered), or at or
-      // beyond tail (the CAS never happened, and a dead thread will not try again).
-      const consumed = ((end - head) | 0) <= 0;
+      const consumed = ((end - head) | 0) <= 0 && ((head - start) | 0) >= 0;
       const neverMade = ((start - tail) | 0) >= 0;
-      if ((consumed || neverMade) && slots.freeDead(s)) freed++;
+      if ((empty || consumed || neverMade) && slots.freeDead(s)) freed++;
     }
     return freed;
+  }
+
+  /**
+   * On finding the ring empty: reclaim dead slots if this consumer recovered a
+   * claim, or if the dead count moved since the last look (a scan per change,
+   * not per empty poll, while dead slots of other rings linger).
+   */
+  private reclaimWhenEmpty(): void {
+    const deadCount = Atomics.load(this.i32, this.slots.deadCountWord);
+    if (!this.reclaimPending && deadCount === this.deadCountSeenEmpty) return;
+    this.reclaimPending = false;
+    this.reclaimDeadProducers();
+    this.deadCountSeenEmpty = Atomics.load(this.i32, this.slots.deadCountWord);
   }
 }
 
