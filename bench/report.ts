@@ -52,6 +52,8 @@ export interface Goal {
   readonly target: string;
   readonly measured: string;
   readonly status: 'met' | 'not met' | 'not measured';
+  /** The floor or the cost that puts the figure in context, from the same run. */
+  readonly reference: string;
 }
 
 const POSTERN = 'postern';
@@ -83,19 +85,36 @@ export function goals(report: RunReport): Goal[] {
     const goal = `one-way-16: postern throughput vs ${peer}`;
     const p = ok(oneWay, POSTERN);
     const q = ok(oneWay, peer);
+    const refs: string[] = [];
+    const micro = report.micro;
+    const mp = micro?.find((x) => x.contender === POSTERN);
+    const mq = micro?.find((x) => x.contender === peer);
+    if (mp && mq)
+      refs.push(`single-thread cost ${formatNs(mp.nsPerRecord)} vs ${formatNs(mq.nsPerRecord)} per record`);
+    const c = report.ceiling;
+    if (c?.status === 'ok' && c.spsc16Median !== undefined)
+      refs.push(`C SPSC ring ${formatRate(c.spsc16Median)}`);
+    const reference = refs.join('; ');
     if (!p?.throughput || !q?.throughput)
-      return { goal, target: `≥ ${factor}×`, measured: 'n/a', status: 'not measured' };
+      return { goal, target: `≥ ${factor}×`, measured: 'n/a', status: 'not measured', reference };
     const r = p.throughput.median / q.throughput.median;
     return {
       goal,
       target: `≥ ${factor}×`,
       measured: `${formatRatio(r)} (${formatRate(p.throughput.median)} vs ${formatRate(q.throughput.median)})`,
       status: r >= factor ? 'met' : 'not met',
+      reference,
     };
   };
   list.push(throughputGoal('postMessage', 40), throughputGoal('ringbuf.js', 2));
 
-  const spin = ok(resultsOf(report, 'ping-pong-spin'), POSTERN);
+  const spinResults = resultsOf(report, 'ping-pong-spin');
+  const spin = ok(spinResults, POSTERN);
+  const spinRefs: string[] = [];
+  const bareSpin = ok(spinResults, 'Atomics');
+  if (bareSpin?.latency)
+    spinRefs.push(`bare Atomics word p50 ${formatNs(bareSpin.latency.p50.median)}, same clock read`);
+  if (report.ceiling?.spin) spinRefs.push(`C cache line p50 ${formatNs(report.ceiling.spin.p50)}`);
   if (spin?.latency) {
     const p50 = spin.latency.p50.median;
     const timer = report.timerNs;
@@ -106,6 +125,7 @@ export function goals(report: RunReport): Goal[] {
         `${formatNs(p50)}` +
         (timer !== undefined ? ` (each sample includes one ${formatNs(timer)} clock read)` : ''),
       status: p50 < 500 ? 'met' : 'not met',
+      reference: spinRefs.join('; '),
     });
   } else {
     list.push({
@@ -113,6 +133,7 @@ export function goals(report: RunReport): Goal[] {
       target: '< 0.5 µs',
       measured: 'n/a',
       status: 'not measured',
+      reference: spinRefs.join('; '),
     });
   }
 
@@ -121,6 +142,7 @@ export function goals(report: RunReport): Goal[] {
   const bare = ok(parkResults, 'Atomics');
   const parkGoal = 'ping-pong-park: postern vs bare Atomics.wait/notify';
   const parkTarget = `p50 ≤ bare p50 (within ${Math.round((NO_WORSE_MARGIN - 1) * 100)}% noise)`;
+  const parkRef = report.ceiling?.futex ? `C futex wait/wake p50 ${formatNs(report.ceiling.futex.p50)}` : '';
   if (park?.latency && bare?.latency) {
     const r50 = park.latency.p50.median / bare.latency.p50.median;
     const r99 = park.latency.p99.median / bare.latency.p99.median;
@@ -131,9 +153,16 @@ export function goals(report: RunReport): Goal[] {
         `p50 ${formatNs(park.latency.p50.median)} vs ${formatNs(bare.latency.p50.median)} (${formatRatio(r50)} of bare); ` +
         `p99 ${formatNs(park.latency.p99.median)} vs ${formatNs(bare.latency.p99.median)} (${formatRatio(r99)})`,
       status: r50 <= NO_WORSE_MARGIN ? 'met' : 'not met',
+      reference: parkRef,
     });
   } else {
-    list.push({ goal: parkGoal, target: parkTarget, measured: 'n/a', status: 'not measured' });
+    list.push({
+      goal: parkGoal,
+      target: parkTarget,
+      measured: 'n/a',
+      status: 'not measured',
+      reference: parkRef,
+    });
   }
   return list;
 }
@@ -319,8 +348,14 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
     '## Goals',
     '',
     table(
-      ['goal', 'target', 'measured', 'status'],
-      goals(report).map((g) => [g.goal, g.target, g.measured, g.status === 'met' ? '**met**' : g.status]),
+      ['goal', 'target', 'measured', 'status', 'for reference (same run)'],
+      goals(report).map((g) => [
+        g.goal,
+        g.target,
+        g.measured,
+        g.status === 'met' ? '**met**' : g.status,
+        g.reference,
+      ]),
     ),
     '',
     '"postern ×" in the tables below is how many times better postern is than that row: ' +

@@ -225,7 +225,9 @@ class PairRun {
   /** Scales the round size so that a round takes about the round budget. */
   private rescale(r: RoleResult, size: number): number {
     const target = (size * this.settings.roundMs * 1e6) / Math.max(r.elapsedNs, 1);
-    return this.sizeFor(Math.min(MAX_ROUND_SIZE, Math.max(100, target)));
+    // Floor: a first round that lost its core to another process must not shrink the rounds to nothing.
+    const floor = firstRoundSize(this.sc) / 4;
+    return this.sizeFor(Math.min(MAX_ROUND_SIZE, Math.max(floor, target)));
   }
 
   async ready(): Promise<void> {
