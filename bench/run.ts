@@ -26,6 +26,9 @@ import { median } from './stats.ts';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const OUT = fileURLToPath(new URL('./out/', import.meta.url));
 
+/** A bad command line: reported without a stack trace. */
+class UsageError extends Error {}
+
 interface Args {
   quick: boolean;
   write: boolean;
@@ -40,7 +43,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === '--write') args.write = true;
     else if (a === '--only' || a.startsWith('--only=')) {
       const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
-      if (!value) throw new Error('--only needs a scenario name');
+      if (!value) throw new UsageError('--only needs a scenario name');
       args.only.push(...value.split(',').filter(Boolean));
     } else if (a === '--help' || a === '-h') {
       process.stdout.write(
@@ -48,12 +51,12 @@ function parseArgs(argv: readonly string[]): Args {
       );
       process.exit(0);
     } else {
-      throw new Error(`unknown argument ${a} (try --help)`);
+      throw new UsageError(`unknown argument ${a} (try --help)`);
     }
   }
   for (const o of args.only) {
     if (!ALL_SCENARIO_NAMES.some((n) => selected(n, [o]))) {
-      throw new Error(`--only ${o} matches no scenario; scenarios: ${ALL_SCENARIO_NAMES.join(', ')}`);
+      throw new UsageError(`--only ${o} matches no scenario; scenarios: ${ALL_SCENARIO_NAMES.join(', ')}`);
     }
   }
   return args;
@@ -63,7 +66,7 @@ function scaleFromEnv(): number {
   const raw = process.env.POSTERN_BENCH_SCALE;
   if (raw === undefined || raw === '') return 1;
   const scale = Number(raw);
-  if (!(scale > 0)) throw new Error(`POSTERN_BENCH_SCALE must be a positive number, got ${raw}`);
+  if (!(scale > 0)) throw new UsageError(`POSTERN_BENCH_SCALE must be a positive number, got ${raw}`);
   return scale;
 }
 
@@ -169,9 +172,13 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(
-      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+    const text =
+      err instanceof UsageError
+        ? err.message
+        : err instanceof Error
+          ? (err.stack ?? err.message)
+          : String(err);
+    process.stderr.write(`bench failed: ${text}\n`);
     process.exitCode = 2;
   },
 );
