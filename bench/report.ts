@@ -37,6 +37,8 @@ export interface RunReport {
     readonly only: readonly string[];
   };
   readonly wallMs: number;
+  /** Share (0..1) of all CPU time other processes used during the worker scenarios; undefined off Linux. */
+  readonly otherLoad?: number;
   readonly scenarios: readonly {
     readonly scenario: WorkerScenario;
     readonly results: readonly PairResult[];
@@ -335,6 +337,12 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
           'Load average',
           `${m.loadStart.map((l) => l.toFixed(2)).join(' / ')} at the start, ` +
             `${m.loadEnd.map((l) => l.toFixed(2)).join(' / ')} at the end (1 / 5 / 15 min)`,
+        ],
+        [
+          'Other processes',
+          report.otherLoad === undefined
+            ? 'not measured'
+            : `used ${(report.otherLoad * 100).toFixed(0)}% of all CPU time while the worker scenarios ran`,
         ],
         [
           'Run',

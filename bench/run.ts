@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CONTENDERS } from './contenders.ts';
+import { startLoadMeter } from './machine-load.ts';
 import { type MicroResult, runMicro } from './micro.ts';
 import { type CeilingResult, runCeiling } from './native.ts';
 import { type RunReport, renderMarkdown, summaryText, writeCharts } from './report.ts';
@@ -101,9 +102,16 @@ async function main(): Promise<number> {
   );
 
   const scenarios: { scenario: WorkerScenario; results: PairResult[] }[] = [];
+  const stopLoadMeter = startLoadMeter();
   for (const scenario of WORKER_SCENARIOS) {
     if (!selected(scenario.spec.name, args.only)) continue;
     scenarios.push({ scenario, results: await runScenario(scenario, CONTENDERS, settings) });
+  }
+  const otherLoad = scenarios.length > 0 ? stopLoadMeter() : undefined;
+  if (otherLoad !== undefined) {
+    log(
+      `other processes used ${(otherLoad * 100).toFixed(0)}% of the machine's CPU time during the worker scenarios`,
+    );
   }
 
   let micro: MicroResult[] | undefined;
@@ -123,6 +131,7 @@ async function main(): Promise<number> {
   const report: RunReport = {
     date: new Date(),
     machine: machine(loadStart),
+    otherLoad,
     command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(
       ' ',
     ),
