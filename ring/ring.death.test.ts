@@ -5,11 +5,22 @@
  * in tight write loops while a consumer checks every record it receives.
  */
 
+import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
-import { type Producer, RECORD_HEADER_BYTES, type Ring } from './index.ts';
+import { PARK_AT_ONCE, type Producer, RECORD_HEADER_BYTES, RING_HEADER_BYTES, type Ring } from './index.ts';
+import { SLOT_ANNOUNCE_BYTES, SLOT_ANNOUNCE_POS } from './producer-slots.ts';
 import { W_TAIL } from './ring-layout.ts';
 import { expectCanariesIntact, expectNoLeak, type Fixture, makeFixture, patterned } from './test/fixtures.ts';
 import { terminateAt } from './test/interrupt.ts';
+import { Prng, runSeed, SequenceVerifier, TEST_RECORD_MIN } from './test/records.ts';
+import {
+  exited,
+  nextMessage,
+  type ProducerInit,
+  type ProducerMessage,
+  sleep,
+  spawn,
+} from './test/workers.ts';
 
 function tailIndex(f: Fixture): number {
   return (Atomics.load(f.ring.i32, f.ring.base + W_TAIL) >>> 0) % f.ring.capacity;
@@ -328,5 +339,159 @@ describe('positions wrap at 2^32', () => {
     f.slots.release(busy);
     parkBriefly(f.ring);
     expectNoLeak(f.ring, f.slots);
+  });
+});
+
+describe('producers terminated at random points (real worker threads)', () => {
+  const workers: Worker[] = [];
+  let seedForReport = 0;
+
+  afterEach(async (context) => {
+    if (context.task.result?.state === 'fail') {
+      console.error(`${context.task.name}: seed ${seedForReport} (replay with TEST_SEED=${seedForReport})`);
+    }
+    await Promise.all(workers.splice(0).map((w) => w.terminate()));
+  });
+
+  interface Running {
+    id: number;
+    worker: Worker;
+    slot: number;
+    generation: number;
+    finished: Promise<ProducerMessage>;
+  }
+
+  test('the consumer keeps receiving whole, ordered records from the survivors; dead slots are reclaimed', async () => {
+    const seed = runSeed();
+    seedForReport = seed;
+    const prng = new Prng(seed);
+    const deaths = Math.round(10 * Number(process.env.STRESS_SCALE ?? '1'));
+    const f = makeFixture({ capacity: 16384, maxRecordLength: 200, maxProducers: 6 });
+    const control = new SharedArrayBuffer(4);
+    const verifier = new SequenceVerifier();
+    // tryWrite producers write their payload inside the claim and linger there (claimDwell),
+    // so a termination often lands between claim and publish. Everyone writes in bursts, so
+    // the ring is not always full and producers are not always just waiting for room.
+    const modes: ProducerInit['mode'][] = ['tryWrite', 'writeSync', 'tryWrite', 'write'];
+    const bursts = { maxBurst: 20, maxPauseMs: 1 };
+    let nextId = 0;
+
+    // The consumer: parks on the event loop between batches, checks every record.
+    let consuming = true;
+    let consumerError: unknown;
+    const consumer = (async () => {
+      while (consuming) {
+        if (await f.ring.waitForRecordAsync(20, PARK_AT_ONCE)) f.ring.drain(verifier.check);
+      }
+    })().catch((error: unknown) => {
+      consumerError = error;
+    });
+
+    /** Waits (yielding to the consumer) until `condition` holds; fails on a consumer error or after 10 s. */
+    const until = async (condition: () => boolean, what: () => string) => {
+      const deadline = performance.now() + 10_000;
+      while (!condition()) {
+        if (consumerError !== undefined) throw consumerError;
+        if (performance.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
+        await sleep(2);
+      }
+      if (consumerError !== undefined) throw consumerError;
+    };
+
+    const start = async (): Promise<Running> => {
+      const id = nextId++;
+      const worker = spawn('./producer.worker.ts', {
+        buffer: f.buffer,
+        ringOffset: f.ringOffset,
+        producerId: id,
+        count: -1,
+        minLength: TEST_RECORD_MIN,
+        maxLength: 200,
+        seed: prng.next(),
+        mode: modes[id % modes.length]!,
+        claimDwell: 3000,
+        bursts,
+        control,
+      } satisfies ProducerInit);
+      workers.push(worker);
+      const finished = nextMessage<ProducerMessage>(worker, (m) => m.kind !== 'ready');
+      finished.catch(() => {}); // a terminated producer never finishes; only survivors are awaited
+      const ready = await nextMessage<ProducerMessage>(worker, (m) => m.kind === 'ready');
+      if (ready.kind !== 'ready') throw new Error('unreachable');
+      return { id, worker, slot: ready.slot, generation: ready.generation, finished };
+    };
+
+    /** Whether the producer in `slot` has made a claim that is not yet published. */
+    const claimOpen = (slot: number): boolean => {
+      const i32 = f.ring.i32;
+      const word = f.slots.slotWord(slot);
+      const pos = i32[word + SLOT_ANNOUNCE_POS]!;
+      const span = i32[word + SLOT_ANNOUNCE_BYTES]!;
+      const tail = Atomics.load(i32, f.ring.base + W_TAIL);
+      if (span === 0 || ((tail - pos) | 0) <= 0 || ((tail - pos) | 0) > f.ring.capacity) return false;
+      const capacity = f.ring.capacity;
+      const index = pos & (capacity - 1);
+      const recordIndex = span > capacity - index ? 0 : index;
+      const dataWord = (f.ringOffset + RING_HEADER_BYTES + recordIndex) >> 2;
+      return Atomics.load(i32, dataWord) === 0;
+    };
+
+    const running: Running[] = [await start(), await start(), await start(), await start()];
+    const dead: number[] = [];
+    let deadClaims = 0;
+    for (let round = 0; round < deaths; round++) {
+      // Let everyone get going, then kill one in the middle of its loop.
+      await until(
+        () => running.every((r) => verifier.received(r.id) > 0),
+        () => `records from every producer (round ${round})`,
+      );
+      await sleep(prng.int(0, 20));
+      let pick = prng.int(0, running.length - 1);
+      const aimed = running.findIndex((r) => r.id % 2 === 0);
+      if (round % 2 === 0 && aimed >= 0) {
+        // Aimed: a tryWrite producer, terminated the moment it is seen inside a claim.
+        pick = aimed;
+        const slot = running[pick]!.slot;
+        for (let spins = 0; spins < 1_000_000 && !claimOpen(slot); spins++) {
+          // spin: watch its slot
+        }
+      }
+      const victim = running.splice(pick, 1)[0]!;
+      const exit = exited(victim.worker);
+      await victim.worker.terminate();
+      await exit;
+      if (claimOpen(victim.slot)) deadClaims++;
+      expect(f.slots.markDead(victim.slot, victim.generation)).toBe(true);
+      dead.push(victim.id);
+      // The survivors' records keep coming past the dead claim.
+      const before = running.map((r) => verifier.received(r.id));
+      await until(
+        () => running.every((r, k) => verifier.received(r.id) > before[k]! + 10),
+        () => `survivors to progress after producer ${victim.id} died (round ${round})`,
+      );
+      running.push(await start());
+    }
+
+    // Survivors stop cleanly and report how much they wrote; every one of those records must arrive.
+    Atomics.store(new Int32Array(control), 0, 1);
+    const written = await Promise.all(running.map((r) => r.finished));
+    await until(
+      () => running.every((r, k) => verifier.received(r.id) === (written[k] as { written: number }).written),
+      () => `all survivors' records: ${JSON.stringify(Object.fromEntries(verifier.next))}`,
+    );
+    // Dead slots are reclaimed once the ring drains: only the (released) survivors' slots were live.
+    await until(
+      () => f.slots.inUse() === 0,
+      () => `slots in use to drop to 0 (now ${f.slots.inUse()}, dead ${f.slots.deadCount})`,
+    );
+    consuming = false;
+    await consumer;
+    if (consumerError !== undefined) throw consumerError;
+    // The aimed terminations did leave claims unpublished: the recovery path was exercised.
+    expect(deadClaims).toBeGreaterThan(0);
+    for (const id of dead) expect(verifier.received(id)).toBeGreaterThan(0);
+    expectNoLeak(f.ring, f.slots);
+    expect(f.slots.deadCount).toBe(0);
+    expectCanariesIntact(f);
   });
 });

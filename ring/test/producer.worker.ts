@@ -22,6 +22,16 @@ const control = new Int32Array(init.control);
 const forever = init.count < 0;
 const type = typeOf(init.producerId);
 
+/** Result of the busy work, kept so that the work cannot be optimised away. */
+let sink = 0;
+
+/** Reads the claimed payload back: busy work inside the claim window. */
+function dwell(bytes: Uint8Array, at: number, length: number, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ bytes[at + i]!, 0x01000193);
+  return h;
+}
+
 /** Writes record `seq`; false when told to stop before it could. */
 async function writeOne(record: Uint8Array, seq: number): Promise<boolean> {
   if (init.mode === 'writeSync') {
@@ -40,6 +50,8 @@ async function writeOne(record: Uint8Array, seq: number): Promise<boolean> {
     const at = ring.tryClaim(producer, type, record.length);
     if (at >= 0) {
       encodeRecord(ring.bytes, at, record.length, init.producerId, seq);
+      for (let pass = init.claimDwell ?? 0; pass > 0; pass--)
+        sink = dwell(ring.bytes, at, record.length, sink);
       ring.commit(producer);
       return true;
     }

@@ -21,6 +21,11 @@ export interface ProducerInit {
   mode: 'writeSync' | 'write' | 'tryWrite';
   /** When set, write in bursts of 1..maxBurst records separated by pauses of 0..maxPauseMs. */
   bursts?: { maxBurst: number; maxPauseMs: number };
+  /**
+   * tryWrite mode only: passes of busy work over the payload between claim and
+   * commit, to widen the window in which a terminated producer leaves a dead claim.
+   */
+  claimDwell?: number;
   /** Word 0: set to 1 to make `count: -1` producers finish. */
   control: SharedArrayBuffer;
 }
