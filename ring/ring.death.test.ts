@@ -11,7 +11,7 @@ import { PARK_AT_ONCE, type Producer, RECORD_HEADER_BYTES, RING_HEADER_BYTES, ty
 import { SLOT_ANNOUNCE_BYTES, SLOT_ANNOUNCE_POS } from './producer-slots.ts';
 import { W_TAIL } from './ring-layout.ts';
 import { expectCanariesIntact, expectNoLeak, type Fixture, makeFixture, patterned } from './test/fixtures.ts';
-import { terminateAt } from './test/interrupt.ts';
+import { interleaveAfterLoad, terminateAt } from './test/interrupt.ts';
 import { Prng, runSeed, SequenceVerifier, TEST_RECORD_MIN } from './test/records.ts';
 import {
   exited,
@@ -284,6 +284,28 @@ describe('recovery of a dead claim (one thread, deterministic)', () => {
     expect(f.slots.markDead(d.slot, d.generation)).toBe(true);
     for (let i = 0; i < 3; i++) expect(f.ring.tryRead()).toEqual(patterned(i, 8));
     for (let i = 0; i < 3; i++) expect(f.ring.tryRead()).toBeNull();
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a producer declared dead while a polling consumer frees other dead slots is freed too', () => {
+    const f = makeFixture({ capacity: 256, maxProducers: 3 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    expect(f.ring.tryWrite(a, 1, patterned(0, 8))).toBe(true);
+    expect(f.ring.tryWrite(b, 2, patterned(1, 8))).toBe(true);
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    expect(f.ring.tryRead()).toEqual(patterned(0, 8));
+    expect(f.ring.tryRead()).toEqual(patterned(1, 8));
+    // The consumer finds the ring empty and frees A; B's thread dies and is declared dead
+    // (by the thread that watches it) just as the consumer's scan has passed B's slot.
+    interleaveAfterLoad(
+      f.slots.slotWord(b.slot),
+      () => expect(f.slots.markDead(b.slot, b.generation)).toBe(true),
+      () => expect(f.ring.tryRead()).toBeNull(),
+    );
+    // The consumer only polls from here on; B's records were all consumed.
+    for (let i = 0; i < 5; i++) expect(f.ring.tryRead()).toBeNull();
+    expect(f.slots.deadCount).toBe(0);
     expectNoLeak(f.ring, f.slots);
   });
 

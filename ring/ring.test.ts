@@ -326,6 +326,23 @@ describe('attaching to the wrong place', () => {
     expectNoLeak(f.ring, f.slots);
   });
 
+  test('init refuses a ring region that overlaps its own producer-slot region', () => {
+    const f = makeFixture({ capacity: 256, maxProducers: 8 });
+    const p = f.slots.acquire();
+    const before = snapshot(f.buffer);
+    // Laid over the slot table itself, or starting inside it: either would wipe live slots.
+    for (const at of [f.slotsOffset, f.slotsOffset + 64]) {
+      expect(() => Ring.init(f.buffer, at, { capacity: 64, producerSlotsOffset: f.slotsOffset })).toThrow(
+        LayoutMismatch,
+      );
+    }
+    expect(snapshot(f.buffer)).toEqual(before);
+    expect(f.slots.inUse()).toBe(1);
+    f.slots.release(p);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
   test('producer slots: wrong offsets and counts throw LayoutMismatch', () => {
     const f = makeFixture({ capacity: 256 });
     expect(() => ProducerSlots.attach(f.buffer, f.slotsOffset + 4)).toThrow(LayoutMismatch);

@@ -49,3 +49,30 @@ export function terminateAt(
   }
   throw new Error(`body finished without reaching Atomics.${op} call ${nth}`);
 }
+
+/**
+ * Runs `body`; the first time it atomically loads `i32[word]`, the load is
+ * made and then `action` runs (with the real Atomics) before `body` goes on
+ * with the loaded value: another thread's step, interleaved at that point.
+ * Throws if `body` never loads that word.
+ */
+export function interleaveAfterLoad(word: number, action: () => void, body: () => unknown): void {
+  const real = Atomics.load;
+  let fired = false;
+  const patched = (array: Int32Array, index: number) => {
+    const value = real(array, index);
+    if (!fired && index === word) {
+      fired = true;
+      Atomics.load = real;
+      action();
+    }
+    return value;
+  };
+  Atomics.load = patched as typeof Atomics.load;
+  try {
+    body();
+  } finally {
+    Atomics.load = real;
+  }
+  if (!fired) throw new Error(`body never loaded word ${word}`);
+}
