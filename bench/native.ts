@@ -55,17 +55,50 @@ async function findCompiler(): Promise<string | undefined> {
   return undefined;
 }
 
-export async function runCeiling(scale: number, log: (line: string) => void): Promise<CeilingResult> {
-  const compiler = await findCompiler();
-  if (!compiler) return { status: 'skipped', reason: 'no C compiler found (tried $CC, cc, gcc, clang)' };
-  const cc = compiler.split(' ')[0]!;
-  mkdirSync(OUT_DIR, { recursive: true });
+export type CeilingBuild =
+  | { readonly ok: true; readonly compiler: string }
+  | { readonly ok: false; readonly compiler?: string; readonly reason: string };
+
+let built: Promise<CeilingBuild> | undefined;
+
+/** Compiles ceiling.c once per process run; later calls share the result. */
+export function buildCeiling(log: (line: string) => void): Promise<CeilingBuild> {
+  built ??= (async (): Promise<CeilingBuild> => {
+    const compiler = await findCompiler();
+    if (!compiler) return { ok: false, reason: 'no C compiler found (tried $CC, cc, gcc, clang)' };
+    const cc = compiler.split(' ')[0]!;
+    mkdirSync(OUT_DIR, { recursive: true });
+    try {
+      await run(cc, ['-O2', '-pthread', '-o', BINARY, SOURCE], { timeout: 120_000 });
+    } catch (err) {
+      return { ok: false, compiler, reason: `compiling ceiling.c failed: ${(err as Error).message}` };
+    }
+    log(`ceiling           built with ${compiler}`);
+    return { ok: true, compiler };
+  })();
+  return built;
+}
+
+/**
+ * A short C cache-line ping-pong: the p50 round trip in ns, or undefined
+ * without a compiler. Tells which way the virtual machine's two vCPUs sit on
+ * the host right now (sharing a cache or not), which moves every figure.
+ */
+export async function probeCacheLine(log: (line: string) => void): Promise<number | undefined> {
+  const b = await buildCeiling(log);
+  if (!b.ok) return undefined;
   try {
-    await run(cc, ['-O2', '-pthread', '-o', BINARY, SOURCE], { timeout: 120_000 });
-  } catch (err) {
-    return { status: 'skipped', compiler, reason: `compiling ceiling.c failed: ${(err as Error).message}` };
+    const { stdout } = await run(BINARY, ['1', 'probe'], { timeout: 60_000 });
+    return parseCeiling(stdout).get('pingpong-spin.p50_ns')?.[0];
+  } catch {
+    return undefined;
   }
-  log(`ceiling           built with ${compiler}`);
+}
+
+export async function runCeiling(scale: number, log: (line: string) => void): Promise<CeilingResult> {
+  const b = await buildCeiling(log);
+  if (!b.ok) return { status: 'skipped', compiler: b.compiler, reason: b.reason };
+  const compiler = b.compiler;
   let stdout: string;
   try {
     ({ stdout } = await run(BINARY, [String(scale)], { timeout: 300_000 }));

@@ -25,6 +25,14 @@ export interface Machine {
   readonly loadEnd: readonly number[];
 }
 
+export interface ScenarioReport {
+  readonly scenario: WorkerScenario;
+  readonly results: readonly PairResult[];
+  /** C cache-line round trip p50 (ns) measured right before and right after the scenario. */
+  readonly probeBefore?: number;
+  readonly probeAfter?: number;
+}
+
 export interface RunReport {
   readonly date: Date;
   readonly machine: Machine;
@@ -39,10 +47,7 @@ export interface RunReport {
   readonly wallMs: number;
   /** Share (0..1) of all CPU time other processes used during the worker scenarios; undefined off Linux. */
   readonly otherLoad?: number;
-  readonly scenarios: readonly {
-    readonly scenario: WorkerScenario;
-    readonly results: readonly PairResult[];
-  }[];
+  readonly scenarios: readonly ScenarioReport[];
   readonly micro?: readonly MicroResult[];
   readonly ceiling?: CeilingResult;
   /** Worker-side performance.now() cost, ns, from the ping-pong pingers. */
@@ -370,8 +375,15 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
       'throughput postern ÷ row, latency row ÷ postern (p50). Above 1, postern wins; below 1, it loses.',
     '',
   );
-  for (const { scenario, results } of report.scenarios) {
+  for (const { scenario, results, probeBefore, probeAfter } of report.scenarios) {
     out.push(`## ${scenario.spec.name}: ${scenario.title}`, '', scenario.description, '');
+    if (probeBefore !== undefined && probeAfter !== undefined) {
+      out.push(
+        `Machine state: C cache-line round trip p50 ${formatNs(probeBefore)} just before this scenario, ` +
+          `${formatNs(probeAfter)} just after.`,
+        '',
+      );
+    }
     const chart = charts.get(scenario.spec.name);
     if (chart) out.push(`![${scenario.spec.name}](${chartDir}/${chart})`, '');
     out.push(scenarioTable(scenario, results, report.ceiling), '');
@@ -447,9 +459,25 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
       'or empty spins a few thousand times, then sleeps 20 µs between retries (the same for every contender).',
     `- The machine is a ${m.cores}-core virtual machine shared with other work: expect run-to-run ` +
       'differences of tens of percent, and read ratios rather than absolute figures.',
+    ...probeNote(report),
     '',
   );
   return `${out.join('\n')}\n`;
+}
+
+/** One caveat line on how far the C cache-line probe moved during the run, if it ran. */
+function probeNote(report: RunReport): string[] {
+  const probes = report.scenarios.flatMap((s) =>
+    [s.probeBefore, s.probeAfter].filter((p): p is number => p !== undefined),
+  );
+  if (probes.length === 0) return [];
+  return [
+    '- Before and after every scenario the run times a short C cache-line ping-pong ("Machine state" lines). ' +
+      `In this run it ranged from ${formatNs(Math.min(...probes))} to ${formatNs(Math.max(...probes))}. ` +
+      'On a virtual machine the two vCPUs can sit on host cores that share a cache or on cores that do not, ' +
+      'and can move between the two; every cross-thread figure moves with it, so compare contenders within ' +
+      'a scenario (their rounds interleave) rather than across scenarios or runs.',
+  ];
 }
 
 /** Plain-text summary for the terminal. */

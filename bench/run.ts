@@ -18,10 +18,10 @@ import { fileURLToPath } from 'node:url';
 import { CONTENDERS } from './contenders.ts';
 import { startLoadMeter } from './machine-load.ts';
 import { type MicroResult, runMicro } from './micro.ts';
-import { type CeilingResult, runCeiling } from './native.ts';
-import { type RunReport, renderMarkdown, summaryText, writeCharts } from './report.ts';
-import { type PairResult, type RunSettings, runScenario } from './runner.ts';
-import { ALL_SCENARIO_NAMES, selected, WORKER_SCENARIOS, type WorkerScenario } from './scenarios.ts';
+import { buildCeiling, type CeilingResult, probeCacheLine, runCeiling } from './native.ts';
+import { type RunReport, renderMarkdown, type ScenarioReport, summaryText, writeCharts } from './report.ts';
+import { type RunSettings, runScenario } from './runner.ts';
+import { ALL_SCENARIO_NAMES, selected, WORKER_SCENARIOS } from './scenarios.ts';
 import { median } from './stats.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -101,11 +101,21 @@ async function main(): Promise<number> {
       (args.only.length ? `, only ${args.only.join(', ')}` : ''),
   );
 
-  const scenarios: { scenario: WorkerScenario; results: PairResult[] }[] = [];
+  const build = await buildCeiling(log);
+  const probe = async (): Promise<number | undefined> => {
+    const p50 = build.ok ? await probeCacheLine(log) : undefined;
+    if (p50 !== undefined) log(`probe             C cache-line round trip p50 ${p50} ns`);
+    return p50;
+  };
+  const scenarios: ScenarioReport[] = [];
   const stopLoadMeter = startLoadMeter();
+  let probeBefore = await probe();
   for (const scenario of WORKER_SCENARIOS) {
     if (!selected(scenario.spec.name, args.only)) continue;
-    scenarios.push({ scenario, results: await runScenario(scenario, CONTENDERS, settings) });
+    const results = await runScenario(scenario, CONTENDERS, settings);
+    const probeAfter = await probe();
+    scenarios.push({ scenario, results, probeBefore, probeAfter });
+    probeBefore = probeAfter;
   }
   const otherLoad = scenarios.length > 0 ? stopLoadMeter() : undefined;
   if (otherLoad !== undefined) {

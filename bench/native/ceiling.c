@@ -18,8 +18,13 @@
  *     it: the ceiling for one-way throughput of small records.
  *
  * Roles: main starts one "ponger"/"consumer" thread and acts as the
- * "pinger"/"producer" itself. Usage: ceiling [scale], scale multiplies the
- * iteration counts (default 1).
+ * "pinger"/"producer" itself.
+ *
+ * Usage: ceiling [scale] [probe]. scale multiplies the iteration counts
+ * (default 1). "probe" runs only a short spinning ping-pong: bench/run.ts
+ * takes one before every scenario, because on a virtual machine the two
+ * vCPUs can move between host cores that share a cache and cores that do
+ * not, and the round trip (and every figure with it) changes severalfold.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -223,6 +228,11 @@ static void spsc16(size_t count) {
 int main(int argc, char **argv) {
   double scale = argc > 1 ? atof(argv[1]) : 1.0;
   if (!(scale > 0)) scale = 1.0;
+  if (argc > 2 && strcmp(argv[2], "probe") == 0) {
+    size_t probe_rounds = (size_t)(200000 * scale);
+    pingpong_spin(probe_rounds < 1000 ? 1000 : probe_rounds);
+    return 0;
+  }
   size_t spin_rounds = (size_t)(1000000 * scale);
   size_t futex_rounds = (size_t)(20000 * scale);
   size_t spsc_records = (size_t)(30000000 * scale);
