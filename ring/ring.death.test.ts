@@ -7,9 +7,9 @@
 
 import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
-import { PARK_AT_ONCE, type Producer, RECORD_HEADER_BYTES, RING_HEADER_BYTES, type Ring } from './index.ts';
-import { SLOT_ANNOUNCE_BYTES, SLOT_ANNOUNCE_POS } from './producer-slots.ts';
-import { W_TAIL } from './ring-layout.ts';
+import { PARK_AT_ONCE, type Producer, RECORD_HEADER_BYTES, RING_HEADER_BYTES, Ring } from './index.ts';
+import { ProducerSlots, SLOT_ANNOUNCE_BYTES, SLOT_ANNOUNCE_POS } from './producer-slots.ts';
+import { W_ROOM_WAITERS, W_TAIL } from './ring-layout.ts';
 import { expectCanariesIntact, expectNoLeak, type Fixture, makeFixture, patterned } from './test/fixtures.ts';
 import { interleaveAfterLoad, terminateAt } from './test/interrupt.ts';
 import { Prng, runSeed, SequenceVerifier, TEST_RECORD_MIN } from './test/records.ts';
@@ -287,6 +287,89 @@ describe('recovery of a dead claim (one thread, deterministic)', () => {
     expectNoLeak(f.ring, f.slots);
   });
 
+  test('the owner died right after its CAS (nothing written), a smaller dead announcement at the same position', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const y = f.slots.acquire();
+    const z = f.slots.acquire();
+    // X announces 16 bytes and dies before its CAS; Y claims 128 bytes there and dies at once.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 8), {
+      before: () => terminateAt('compareExchange', 1, () => f.ring.tryClaim(y, 3, 120), { after: true }),
+    });
+    expect(f.ring.usedBytes).toBe(128);
+    expect(f.ring.tryWrite(z, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(f.slots.markDead(y.slot, y.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(z);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('a wrapping owner died before publishing its padding, a smaller dead announcement at the same position', () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 120 });
+    const x = f.slots.acquire();
+    const y = f.slots.acquire();
+    const z = f.slots.acquire();
+    moveTailTo(f, z, 216);
+    // At 216, X's 16 bytes fit before the end; Y's 128 do not: Y pads to the end and claims 0.
+    terminateAt('compareExchange', 1, () => f.ring.tryClaim(x, 2, 8), {
+      before: () => terminateAt('store', 1, () => f.ring.tryClaim(y, 3, 120)),
+    });
+    expect(f.ring.usedBytes).toBe(40 + 128);
+    expect(f.ring.tryWrite(z, 4, patterned(1, 12))).toBe(true);
+    expect(f.slots.markDead(x.slot, x.generation)).toBe(true);
+    expect(f.slots.markDead(y.slot, y.generation)).toBe(true);
+    expect(receiveAll(f.ring)).toEqual([[4, [...patterned(1, 12)]]]);
+    f.slots.release(z);
+    parkBriefly(f.ring);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
+  });
+
+  test('two rings share a slot table: a death on one leaves the other alone, each consumer recovers its own', () => {
+    const slotsOffset = 0;
+    const ringA = 64 * 8;
+    const ringB = ringA + Ring.bytesFor(256);
+    const buffer = new SharedArrayBuffer(ringB + Ring.bytesFor(256));
+    const slots = ProducerSlots.init(buffer, slotsOffset, 7);
+    const a = Ring.init(buffer, ringA, {
+      capacity: 256,
+      maxRecordLength: 64,
+      producerSlotsOffset: slotsOffset,
+    });
+    const b = Ring.init(buffer, ringB, {
+      capacity: 256,
+      maxRecordLength: 64,
+      producerSlotsOffset: slotsOffset,
+    });
+    const p = slots.acquire();
+    const q = slots.acquire();
+    const r = slots.acquire();
+    // P writes to A, then claims on B and dies. Q has an open claim on A (slow, alive).
+    expect(a.tryWrite(p, 1, patterned(0, 10))).toBe(true);
+    b.tryClaim(p, 2, 20);
+    const at = a.tryClaim(q, 3, 30);
+    expect(a.tryWrite(r, 4, patterned(2, 8))).toBe(true);
+    expect(b.tryWrite(r, 5, patterned(3, 8))).toBe(true);
+    expect(slots.markDead(p.slot, p.generation)).toBe(true);
+    expect(receiveAll(a)).toEqual([[1, [...patterned(0, 10)]]]);
+    expect(receiveAll(b)).toEqual([[5, [...patterned(3, 8)]]]);
+    expect(a.waitForRecord(0)).toBe(false); // Q is slow, not dead: A waits for it
+    a.bytes.set(patterned(1, 30), at);
+    a.commit(q);
+    expect(receiveAll(a)).toEqual([
+      [3, [...patterned(1, 30)]],
+      [4, [...patterned(2, 8)]],
+    ]);
+    for (const x of [q, r]) slots.release(x);
+    expect(b.waitForRecord(0)).toBe(false);
+    expect(a.waitForRecord(0)).toBe(false);
+    expectNoLeak(a, slots);
+    expectNoLeak(b, slots);
+  });
+
   test('a producer declared dead while a polling consumer frees other dead slots is freed too', () => {
     const f = makeFixture({ capacity: 256, maxProducers: 3 });
     const a = f.slots.acquire();
@@ -382,6 +465,41 @@ describe('producers terminated at random points (real worker threads)', () => {
     generation: number;
     finished: Promise<ProducerMessage>;
   }
+
+  test('a producer terminated while parked waiting for room leaves no waiter behind', async () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 64 });
+    const filler = f.slots.acquire();
+    while (f.ring.tryWrite(filler, 1, patterned(0, 56))) {
+      // fill the ring: the worker below finds no room
+    }
+    const worker = spawn('./producer.worker.ts', {
+      buffer: f.buffer,
+      ringOffset: f.ringOffset,
+      producerId: 1,
+      count: -1,
+      minLength: TEST_RECORD_MIN,
+      maxLength: 64,
+      seed: 1,
+      mode: 'writeSync',
+      control: new SharedArrayBuffer(4),
+    } satisfies ProducerInit);
+    workers.push(worker);
+    const ready = await nextMessage<ProducerMessage>(worker, (m) => m.kind === 'ready');
+    if (ready.kind !== 'ready') throw new Error('unreachable');
+    const waiters = () => Atomics.load(f.ring.i32, f.ring.base + W_ROOM_WAITERS);
+    for (let i = 0; i < 5000 && waiters() === 0; i++) await sleep(1);
+    expect(waiters()).toBe(1);
+    const exit = exited(worker);
+    await worker.terminate();
+    await exit;
+    expect(f.slots.markDead(ready.slot, ready.generation)).toBe(true);
+    f.ring.drain(() => {});
+    parkBriefly(f.ring);
+    // Otherwise every hand-back of space pays for a notify of a waiter that is gone, for ever.
+    expect(waiters()).toBe(0);
+    f.slots.release(filler);
+    expectNoLeak(f.ring, f.slots);
+  });
 
   test('the consumer keeps receiving whole, ordered records from the survivors; dead slots are reclaimed', async () => {
     const seed = runSeed();

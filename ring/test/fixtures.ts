@@ -9,7 +9,7 @@
  */
 
 import { expect } from 'vitest';
-import { ProducerSlots, Ring } from '../index.ts';
+import { ProducerSlots, RING_HEADER_BYTES, Ring } from '../index.ts';
 
 const CANARY_BYTES = 64;
 const CANARY_WORD = 0x5a5aa5a5 | 0;
@@ -87,7 +87,11 @@ export function snapshot(buffer: SharedArrayBuffer): Uint8Array {
  * leave alone (a refused claim may still update its producer's slot).
  */
 export function ringSnapshot(fixture: Fixture): Uint8Array {
-  return new Uint8Array(fixture.buffer, fixture.ringOffset, fixture.ring.capacity + 192).slice();
+  return new Uint8Array(
+    fixture.buffer,
+    fixture.ringOffset,
+    fixture.ring.capacity + RING_HEADER_BYTES,
+  ).slice();
 }
 
 /** Payload byte `i` of the record with sequence number `seq`: a pattern that differs between records. */

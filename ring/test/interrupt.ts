@@ -7,13 +7,17 @@
  * that throw: the producer's slot and the ring then hold exactly what a
  * worker killed at that point would have left. The producer object is
  * abandoned afterwards, as the dead thread's would be.
+ *
+ * Faithful only on paths without `finally` blocks between the chosen call
+ * and `body`: the throw runs them, a real termination runs none (for
+ * those paths the tests terminate a real worker instead).
  */
 
 class Terminated extends Error {
   override name = 'Terminated';
 }
 
-type AtomicsOp = 'compareExchange' | 'store';
+type AtomicsOp = 'compareExchange' | 'store' | 'wait';
 
 /**
  * Runs `body`, "terminating" it when it reaches its `nth` (1-based) call of
