@@ -4,9 +4,10 @@
  * Kill is synchronous and transitive, and iterative (a worklist, never
  * recursion), in two phases:
  *   1. Breadth-first over the linked closure: lock each group alone; if it
- *      is alive, mark it DEAD and close every member route (while holding
- *      the group lock, so a route being created in it either is on the
- *      member list and gets closed, or sees DEAD and is born closed); in
+ *      is alive, close every member route, then mark it DEAD (all while
+ *      holding the group lock, so a route being created in it either is on
+ *      the member list and gets closed, or sees DEAD and is born closed; and
+ *      a reader of DEAD finds every member closed); in
  *      every case, dead or not, queue its link partners. Walking the links of
  *      groups that someone else killed is what makes "when kill returns, the
  *      whole closure is dead" hold even when two kills race: a link is only
@@ -201,13 +202,16 @@ export function killGroup(o: Shared, g: number, gen: number): void {
         continue;
       }
       if (state === GS_ALIVE) {
-        Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (under the lock): no route joins after this
-        Atomics.sub(i32, C_LIVE_GROUPS, 1);
+        // Members close first, then the death is published: whoever reads
+        // `dead` without the lock finds every route of the group closed. No
+        // route can join in between: joining takes this lock.
         for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
           const r = m - 1;
           m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
           closeRoute(o, r, REASON_KILLED);
         }
+        Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death: no route joins after this
+        Atomics.sub(i32, C_LIVE_GROUPS, 1);
       }
       for (let x = Atomics.load(i32, w + G_LINKS); x !== 0; ) {
         const nw = o.nodes.word(x - 1);

@@ -30,7 +30,7 @@ export const MAGIC = 0x54534f50; // 'POST' little-endian
 export const LAYOUT_VERSION = 1;
 
 export const HEADER_BYTES = 256;
-export const PAGE_BYTES = 256;
+export const PAGE_BYTES = 64;
 
 /** Slots per pool are limited by the index bits of an id. */
 export const ID_INDEX_BITS = 22;

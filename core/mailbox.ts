@@ -60,7 +60,10 @@ import type { Table } from './table.ts';
 export interface MailboxOptions {
   /** Bytes of ring space, a power of two (default: the post office's mailboxCapacity). */
   capacity?: number;
-  /** Largest message stored in the ring; larger ones go to the shared heap. Default: capacity / 8 - 8. */
+  /**
+   * Largest record stored in the ring; larger messages go to the shared heap.
+   * Default: the larger of capacity / 8 - 8 and min(capacity / 2 - 8, 256).
+   */
   maxRecordLength?: number;
 }
 
@@ -97,7 +100,11 @@ export class Mailbox {
     const o = group.table.o;
     this.o = o;
     const capacity = options.capacity ?? o.mailboxCapacity;
-    this.route = createRoute(o, group.index, group.table.index, capacity, options.maxRecordLength);
+    // The ring's own default (capacity / 8 - 8) leaves small rings no room for
+    // a record at all; give them up to half the ring, at most 256 bytes.
+    const maxRecordLength =
+      options.maxRecordLength ?? Math.max(capacity / 8 - 8, Math.min(capacity / 2 - 8, 256));
+    this.route = createRoute(o, group.index, group.table.index, capacity, maxRecordLength);
     this.generation = routeGen(o, this.route);
     this.pinWord = o.routes.word(this.route) + R_PIN;
     this.ring = Ring.attach(o.buffer, Atomics.load(o.i32, o.routes.word(this.route) + R_RING));

@@ -4,6 +4,7 @@
  */
 
 import { describe, expect, test } from 'vitest';
+import { Ring } from '../../ring/index.ts';
 import {
   CapacityExceeded,
   InvalidHandle,
@@ -104,7 +105,7 @@ describe('links', () => {
       maxCapabilities: n + 64,
       maxNodes: 2 * n + 64,
       mailboxCapacity: 64,
-      heapBytes: (n + 8) * 256,
+      heapBytes: (n + 8) * Ring.bytesFor(64),
     });
     const t = h.office.createTable();
     const groups = Array.from({ length: n }, () => t.createGroup());

@@ -1,0 +1,205 @@
+/**
+ * Multi-worker tests: real worker_threads attached to one post office, with
+ * seeded randomness and self-checking payloads. Iteration counts scale with
+ * POSTERN_STRESS. Every test ends with the leak check, after every worker
+ * has detached.
+ */
+
+import { Worker } from 'node:worker_threads';
+import { describe, expect, test } from 'vitest';
+import { type Mailbox, type OwnedCapability, Perm, type PostOffice } from '../index.ts';
+import { harness } from './harness.ts';
+import { checkPayload, SCALE } from './stress-shared.ts';
+
+const SHIM = new URL('./ts-worker.mjs', import.meta.url);
+const SCRIPT = new URL('./stress.worker.ts', import.meta.url).href;
+
+interface Running {
+  worker: Worker;
+  /** Messages the worker posted before its result. */
+  messages: unknown[];
+  next(): Promise<unknown>;
+  result: Promise<Record<string, unknown>>;
+  exited: Promise<number>;
+}
+
+function start(office: PostOffice, scenario: string, args: unknown): Running {
+  const worker = new Worker(SHIM, {
+    workerData: { __script: SCRIPT, buffer: office.buffer, scenario, args },
+  });
+  const messages: unknown[] = [];
+  const waiters: ((m: unknown) => void)[] = [];
+  let settle!: { resolve: (r: Record<string, unknown>) => void; reject: (e: unknown) => void };
+  const result = new Promise<Record<string, unknown>>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  worker.on('message', (m: { result?: Record<string, unknown>; error?: string }) => {
+    if (m.error !== undefined) settle.reject(new Error(m.error));
+    else if (m.result !== undefined) settle.resolve(m.result);
+    else if (waiters.length > 0) waiters.shift()!(m);
+    else messages.push(m);
+  });
+  worker.on('error', (e) => settle.reject(e));
+  const exited = new Promise<number>((resolve) =>
+    worker.on('exit', (code) => {
+      settle.reject(new Error(`worker exited with ${code} before its result`));
+      resolve(code);
+    }),
+  );
+  return {
+    worker,
+    messages,
+    result,
+    exited,
+    next: () =>
+      messages.length > 0
+        ? Promise.resolve(messages.shift())
+        : new Promise((resolve) => waiters.push(resolve)),
+  };
+}
+
+async function finish(running: Running[]): Promise<Record<string, unknown>[]> {
+  const results = await Promise.all(running.map((r) => r.result));
+  await Promise.all(running.map((r) => r.exited));
+  return results;
+}
+
+/** Receives until `count` messages arrived (waiting on the event loop). */
+async function collect(mb: Mailbox, count: number, onMessage: (data: Uint8Array, caps: number[]) => void) {
+  for (let got = 0; got < count; ) {
+    const s = await mb.receive({ timeoutMs: 30_000 });
+    if (s === null) throw new Error(`timed out after ${got} of ${count} messages`);
+    if (s.kind !== 'message') throw new Error(`unexpected ${s.kind}`);
+    onMessage(s.data, s.caps);
+    got++;
+  }
+}
+
+describe('multi-worker', () => {
+  test('mpsc: many producers, one mailbox, per-sender FIFO, nothing lost, duplicated or torn', async () => {
+    const h = harness({ mailboxCapacity: 1024 });
+    const t = h.office.createTable();
+    const mb = t.createGroup().createMailbox({ capacity: 1024 });
+    const extraBox = t.createGroup().createMailbox();
+    const producers = 3;
+    const count = 3000 * SCALE;
+    const running = Array.from({ length: producers }, (_, id) =>
+      start(h.office, 'producer', {
+        id,
+        count,
+        target: t.toOwned(mb.export(Perm.SEND)),
+        extra: t.toOwned(extraBox.export(Perm.MONITOR)),
+      }),
+    );
+    const next = new Array<number>(producers).fill(0);
+    const extra = extraBox.export(Perm.NONE);
+    await collect(mb, producers * count, (data, caps) => {
+      const parsed = checkPayload(data);
+      expect(parsed).not.toBeNull();
+      const [sender, seq] = parsed!;
+      expect(seq).toBe(next[sender]);
+      next[sender]!++;
+      expect(caps.length).toBe(seq % 7 === 0 ? 1 : 0);
+      for (const c of caps) {
+        expect(t.sameRoute(c, extra)).toBe(true);
+        expect(t.permissions(c)).toBe(Perm.MONITOR);
+        t.release(c);
+      }
+    });
+    expect(next).toEqual(new Array(producers).fill(count));
+    await finish(running);
+    expect(mb.tryReceive()).toBeNull();
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('sends racing kills: a prefix arrives intact, nothing after the kill is observed', async () => {
+    const rounds = 20 * SCALE;
+    const h = harness({ mailboxCapacity: 512 });
+    const t = h.office.createTable();
+    const groups = Array.from({ length: rounds }, () => t.createGroup());
+    const boxes = groups.map((g) => g.createMailbox());
+    const control = new SharedArrayBuffer(16); // [round, workers done, rounds killed]
+    const c = new Int32Array(control);
+    const count = 4000;
+    const sender = start(h.office, 'racingSender', {
+      control,
+      count,
+      targets: boxes.map((mb) => t.toOwned(mb.export(Perm.SEND))),
+    });
+    const killer = start(h.office, 'racingKiller', {
+      control,
+      seed: 7,
+      targets: boxes.map((mb) => t.toOwned(mb.export(Perm.KILL))),
+    });
+    let delivered = 0;
+    for (let round = 0; round < rounds; round++) {
+      Atomics.store(c, 1, 0);
+      Atomics.store(c, 0, round + 1); // starts the round
+      Atomics.notify(c, 0);
+      const mb = boxes[round]!;
+      let expected = 0;
+      for (;;) {
+        const killObserved = Atomics.load(c, 2) > round;
+        const s = mb.receiveSync(30_000);
+        if (s === null) throw new Error('receive timed out');
+        if (s.kind === 'end') {
+          expect(s.reason).toBe('killed');
+          break;
+        }
+        // A message handed out after the killer's kill() returned would break the guarantee.
+        expect(killObserved).toBe(false);
+        expect(s.kind).toBe('message');
+        if (s.kind !== 'message') break;
+        expect(checkPayload(s.data)).toEqual([1, expected]);
+        expected++;
+      }
+      delivered += expected;
+      while (Atomics.load(c, 1) < 2) Atomics.wait(c, 1, Atomics.load(c, 1), 100);
+      expect(groups[round]!.dead).toBe(true);
+    }
+    expect(delivered).toBeGreaterThanOrEqual(0);
+    await finish([sender, killer]);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('route creation racing the kill of its group: no route comes up live in a dead group', async () => {
+    const h = harness({ maxRoutes: 2048, heapBytes: 4 << 20 });
+    const killer = start(h.office, 'killer', { seed: 11 });
+    const { owned } = (await killer.next()) as { owned: OwnedCapability };
+    const creator = start(h.office, 'creator', { killer: owned, rounds: 60 * SCALE, maxPerRound: 400 });
+    const [created, killed] = await finish([creator, killer]);
+    expect(created!.live).toBe(0);
+    expect(killed!.kills).toBe(60 * SCALE);
+    h.expectNoLeaks();
+  });
+
+  test('kill/link/unlink/monitor/demonitor storms on overlapping groups: no deadlock, no lost or extra down', async () => {
+    const h = harness({ maxRoutes: 1024, maxGroups: 512, maxNodes: 16384, heapBytes: 4 << 20 });
+    const t = h.office.createTable();
+    const targets = Array.from({ length: 12 }, () => t.createGroup());
+    const boxes = targets.map((g) => g.createMailbox({ capacity: 64 }));
+    const workers = 3;
+    const running = Array.from({ length: workers }, (_, w) =>
+      start(h.office, 'storm', {
+        seed: 1000 + w,
+        ops: 3000 * SCALE,
+        targets: boxes.map((mb) => t.toOwned(mb.export(Perm.ALL))),
+      }),
+    );
+    for (const r of running) expect(await r.next()).toEqual({ phase: 'ops-done' });
+    for (const g of targets) g.kill();
+    // Every link of the web had a target on one side: killing them all leaves none.
+    expect(h.office.stats().links).toBe(0);
+    for (const r of running) r.worker.postMessage('drain');
+    const results = await finish(running);
+    for (const r of results) {
+      expect(r.problems).toEqual([]);
+      expect(r.monitors).toBeGreaterThan(0);
+    }
+    for (const mb of boxes) expect(mb.tryReceive()?.kind).toBe('end');
+    t.close();
+    h.expectNoLeaks();
+  });
+});
