@@ -34,6 +34,12 @@
  *     +12  ANNOUNCE_BYTES  bytes that claim spans (padding + header + payload);
  *                          0 once the claim is published (withdrawn), and after an
  *                          attempt that found the ring full
+ *     +16  WAITING_RING    byte offset + 1 of the ring whose ROOM_WAITERS this producer
+ *                          has added itself to while it waits for room; 0 otherwise.
+ *                          Set after the add and cleared before the subtract, so a
+ *                          death in between can only leave the count too high
+ *                          (a spurious notify), never too low (a lost wake-up);
+ *                          markDead takes a dead waiter's count back.
  *   The owner writes the three announcement words with plain stores, BYTES and
  *   RING before POS, all before its claiming CAS on the ring's TAIL. Anyone who
  *   later reads TAIL and sees the claim (an atomic load that reads from that
@@ -47,7 +53,7 @@
  */
 
 import { LayoutMismatch, ProducerSlotsExhausted, ProducerStateError } from './errors.ts';
-import { wakeConsumerAt } from './ring-layout.ts';
+import { W_ROOM_WAITERS, wakeConsumerAt } from './ring-layout.ts';
 import { type SharedViews, viewsOf } from './shared-views.ts';
 
 const MAGIC = 0x544c5350; // 'PSLT' little-endian
@@ -69,6 +75,7 @@ export const SLOT_STATE = 0;
 export const SLOT_ANNOUNCE_RING = 1;
 export const SLOT_ANNOUNCE_POS = 2;
 export const SLOT_ANNOUNCE_BYTES = 3;
+export const SLOT_WAITING_RING = 4;
 
 /** State bits of SLOT_STATE (low two bits). */
 export const FREE = 0;
@@ -207,6 +214,7 @@ export class ProducerSlots {
         // A fresh acquisition has claimed nothing yet (its predecessor released or was reclaimed).
         i32[stateWord + SLOT_ANNOUNCE_RING] = 0;
         i32[stateWord + SLOT_ANNOUNCE_BYTES] = 0;
+        i32[stateWord + SLOT_WAITING_RING] = 0;
         Atomics.store(i32, this.base + H_ACQUIRE_HINT, (slot + 1) % this.count);
         return new Producer(this, slot, generation);
       }
@@ -245,6 +253,12 @@ export class ProducerSlots {
     const live = (generation << GEN_SHIFT) | LIVE;
     const dead = (generation << GEN_SHIFT) | DEAD;
     if (Atomics.compareExchange(i32, word + SLOT_STATE, live, dead) !== live) return false;
+    const waitingRing = i32[word + SLOT_WAITING_RING]!;
+    if (waitingRing !== 0) {
+      // It died parked for room: it no longer waits, so take its count back.
+      i32[word + SLOT_WAITING_RING] = 0;
+      Atomics.sub(i32, ((waitingRing - 1) >> 2) + W_ROOM_WAITERS, 1);
+    }
     const ring = i32[word + SLOT_ANNOUNCE_RING]!; // the dead thread wrote it, and wrote nothing since
     if (ring === 0) {
       // It never claimed anything: nothing to recover, the slot is free at once.

@@ -1,8 +1,11 @@
 /**
  * Layout of one ring in a SharedArrayBuffer. The ring starts at a 64-aligned
- * byte offset: a 192-byte header of three cache lines (so that the words the
- * producers hammer, the words the consumer hammers and the constants never
- * share a line), then `capacity` bytes of records.
+ * byte offset: a 320-byte header of five cache lines, then `capacity` bytes of
+ * records. Each line holds the words one side writes and the other side reads
+ * at a different rhythm, so that no hot read drags in a line the other side
+ * is busy writing (the producers' CAS line is never read by the consumer on
+ * its fast path, and the word producers check after every publish is not on
+ * the line the consumer writes HEAD to).
  *
  * Header words (word index from the ring's first word, byte offset in brackets):
  *
@@ -13,22 +16,25 @@
  *   3 [12]   MAX_RECORD      largest payload accepted, in bytes
  *   4 [16]   SLOTS_OFFSET    byte offset of the producer-slot region this ring's
  *                            producers announce their claims in
- *  line 1: written by producers
+ *  line 1: written by producers on every claim
  *  16 [64]   TAIL            position where the next claim starts; producers
  *                            advance it with one CAS per claim
  *  17 [68]   HEAD_CACHE      a producer's last reading of HEAD, so producers read
  *                            the consumer's line only when the ring looks full;
  *                            may lag HEAD, never leads it
- *  18 [72]   ROOM_WAITERS    producers parked waiting for room; each adds 1
- *                            before parking and subtracts 1 after
- *  line 2: written by the consumer
- *  32 [128]  HEAD            position of the oldest unconsumed record; only the
+ *  line 2: written by the consumer when it hands space back
+ *  32 [128]  HEAD            position up to which space is handed back; only the
  *                            consumer writes it, after zeroing what it consumed
- *  33 [132]  CONSUMER_SLEEP  1 while the consumer is parked (or about to park),
+ *  33 [132]  ROOM_SEQ        futex word room waiters park on; the consumer bumps
+ *                            it after handing space back while ROOM_WAITERS > 0
+ *  line 3: written by the consumer when it parks; read by producers after every publish
+ *  48 [192]  CONSUMER_SLEEP  1 while the consumer is parked (or about to park),
  *                            set by the consumer; a producer that sees 1 after
  *                            publishing swaps it to 0 and notifies
- *  34 [136]  ROOM_SEQ        futex word the room waiters park on; the consumer
- *                            bumps it after freeing space when ROOM_WAITERS > 0
+ *  line 4: written by producers when they wait for room; read by the consumer
+ *          each time it hands space back
+ *  64 [256]  ROOM_WAITERS    producers parked waiting for room; each adds 1
+ *                            before parking and subtracts 1 after
  *
  * Positions (TAIL, HEAD) are byte counters that wrap at 2^32 and are compared
  * by 32-bit difference, so capacity is at most 2^30. A position maps to byte
@@ -48,9 +54,9 @@
  */
 
 export const RING_MAGIC = 0x474e4952; // 'RING' little-endian
-export const RING_VERSION = 1;
+export const RING_VERSION = 2;
 
-export const RING_HEADER_BYTES = 192;
+export const RING_HEADER_BYTES = 320;
 export const RECORD_HEADER_BYTES = 8;
 export const RECORD_ALIGNMENT = 8;
 export const MIN_CAPACITY = 64;
@@ -68,10 +74,10 @@ export const W_MAX_RECORD = 3;
 export const W_SLOTS_OFFSET = 4;
 export const W_TAIL = 16;
 export const W_HEAD_CACHE = 17;
-export const W_ROOM_WAITERS = 18;
 export const W_HEAD = 32;
-export const W_CONSUMER_SLEEP = 33;
-export const W_ROOM_SEQ = 34;
+export const W_ROOM_SEQ = 33;
+export const W_CONSUMER_SLEEP = 48;
+export const W_ROOM_WAITERS = 64;
 
 /** Bytes a record with `payloadLength` bytes of payload takes in the ring. */
 export function recordBytes(payloadLength: number): number {

@@ -6,11 +6,26 @@
  */
 
 import type { Worker } from 'node:worker_threads';
+import fc from 'fast-check';
 import { afterEach, describe, expect, test } from 'vitest';
-import { PARK_AT_ONCE, type Producer, RECORD_HEADER_BYTES, RING_HEADER_BYTES, Ring } from './index.ts';
+import {
+  PARK_AT_ONCE,
+  type Producer,
+  ProducerSlotsExhausted,
+  RECORD_HEADER_BYTES,
+  RING_HEADER_BYTES,
+  Ring,
+} from './index.ts';
 import { ProducerSlots, SLOT_ANNOUNCE_BYTES, SLOT_ANNOUNCE_POS } from './producer-slots.ts';
 import { W_ROOM_WAITERS, W_TAIL } from './ring-layout.ts';
-import { expectCanariesIntact, expectNoLeak, type Fixture, makeFixture, patterned } from './test/fixtures.ts';
+import {
+  checkPattern,
+  expectCanariesIntact,
+  expectNoLeak,
+  type Fixture,
+  makeFixture,
+  patterned,
+} from './test/fixtures.ts';
 import { interleaveAfterLoad, terminateAt } from './test/interrupt.ts';
 import { Prng, runSeed, SequenceVerifier, TEST_RECORD_MIN } from './test/records.ts';
 import {
@@ -411,6 +426,197 @@ describe('recovery of a dead claim (one thread, deterministic)', () => {
     f.slots.release(live);
     expectNoLeak(f.ring, f.slots);
     expectCanariesIntact(f);
+  });
+});
+
+describe('random sequences with deaths (fast-check)', () => {
+  /**
+   * The sequential model here is a queue of claims in position order, each
+   * open, committed or dead; the consumer must deliver exactly the committed
+   * ones, in order, intact, skipping dead ones and stopping at open ones.
+   * Deaths are simulated at every instant the ring cares about: before the
+   * CAS (alone, or while another producer takes the position), right after
+   * the CAS, half way through the payload, and with the payload written.
+   */
+  type DeathOp =
+    | { kind: 'write'; who: number; length: number }
+    | { kind: 'claim'; who: number; length: number }
+    | { kind: 'commit'; who: number }
+    | { kind: 'read' }
+    | { kind: 'drain'; limit: number }
+    | { kind: 'die'; who: number; when: 'open' | 'beforeCas' | 'afterCas' | 'racing'; length: number };
+
+  interface Claim {
+    seq: number;
+    length: number;
+    state: 'open' | 'committed' | 'dead';
+  }
+
+  const LIVE_PRODUCERS = 3;
+  const who = fc.integer({ min: 0, max: LIVE_PRODUCERS - 1 });
+  const length = fc.double({ min: 0, max: 1, noNaN: true });
+  const op: fc.Arbitrary<DeathOp> = fc.oneof(
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant('write' as const), who, length }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('claim' as const), who, length }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('commit' as const), who }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('read' as const) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('drain' as const), limit: fc.integer({ min: 1, max: 8 }) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('die' as const),
+        who,
+        when: fc.constantFrom('open' as const, 'beforeCas' as const, 'afterCas' as const, 'racing' as const),
+        length,
+      }),
+    },
+  );
+  const scenario = fc.record({
+    capacityLog: fc.integer({ min: 6, max: 10 }),
+    ops: fc.array(op, { minLength: 1, maxLength: 200 }),
+  });
+
+  function run({ capacityLog, ops }: { capacityLog: number; ops: DeathOp[] }): void {
+    const capacity = 2 ** capacityLog;
+    const max = capacity / 2 - RECORD_HEADER_BYTES;
+    const f = makeFixture({ capacity, maxRecordLength: max, maxProducers: 12 });
+    const ring = f.ring;
+    const queue: Claim[] = [];
+    const producers: Producer[] = [];
+    const open: Array<{ claim: Claim; at: number } | null> = [];
+    let seq = 0;
+
+    const lengthOf = (fraction: number) => Math.min(max, Math.floor(fraction * (max + 1)));
+    /** What the consumer must deliver next: skip dead claims at the front, stop at an open one. */
+    const expectedNext = (): Claim | null => {
+      while (queue[0]?.state === 'dead') queue.shift();
+      const front = queue[0];
+      return front === undefined || front.state === 'open' ? null : front;
+    };
+    const check = (type: number, bytes: Uint8Array, offset: number, len: number) => {
+      const claim = expectedNext();
+      expect(claim, 'a record was delivered that the model does not expect').not.toBeNull();
+      expect(type).toBe(1 + (claim!.seq % 255));
+      expect(len).toBe(claim!.length);
+      checkPattern(claim!.seq, bytes, offset, len);
+      queue.shift();
+    };
+    const acquire = (): Producer => {
+      try {
+        return f.slots.acquire();
+      } catch (error) {
+        if (!(error instanceof ProducerSlotsExhausted)) throw error;
+        // Every slot is taken by the dead: once the ring drains, the consumer must free them.
+        for (let k = 0; k < producers.length; k++) commit(k);
+        ring.drain(check);
+        parkBriefly(ring);
+        return f.slots.acquire();
+      }
+    };
+    const commit = (k: number) => {
+      const o = open[k];
+      if (o === null || o === undefined) return;
+      ring.commit(producers[k]!);
+      o.claim.state = 'committed';
+      open[k] = null;
+    };
+    /** Claims for producer k; the claim's payload is written in full. Returns false when full. */
+    const claim = (k: number, len: number): boolean => {
+      const at = ring.tryClaim(producers[k]!, 1 + (seq % 255), len);
+      if (at < 0) return false;
+      const c: Claim = { seq, length: len, state: 'open' };
+      ring.bytes.set(patterned(seq, len), at);
+      queue.push(c);
+      open[k] = { claim: c, at };
+      seq++;
+      return true;
+    };
+
+    for (let k = 0; k < LIVE_PRODUCERS; k++) {
+      producers.push(acquire());
+      open.push(null);
+    }
+
+    for (const o of ops) {
+      switch (o.kind) {
+        case 'write': {
+          if (open[o.who] !== null) break;
+          const len = lengthOf(o.length);
+          if (ring.tryWrite(producers[o.who]!, 1 + (seq % 255), patterned(seq, len))) {
+            queue.push({ seq, length: len, state: 'committed' });
+            seq++;
+          }
+          break;
+        }
+        case 'claim':
+          if (open[o.who] === null) claim(o.who, lengthOf(o.length));
+          break;
+        case 'commit':
+          commit(o.who);
+          break;
+        case 'read': {
+          const got = ring.tryRead();
+          if (got === null) expect(expectedNext()).toBeNull();
+          else check(ring.recordType, got, 0, got.length);
+          break;
+        }
+        case 'drain': {
+          const n = ring.drain(check, o.limit);
+          if (n < o.limit) expect(expectedNext()).toBeNull();
+          break;
+        }
+        case 'die': {
+          const p = producers[o.who]!;
+          const len = lengthOf(o.length);
+          if (open[o.who] !== null) {
+            // Dies with its claim open (payload written): the claim must be skipped.
+            open[o.who]!.claim.state = 'dead';
+          } else if (o.when === 'beforeCas' || o.when === 'open') {
+            terminateAt('compareExchange', 1, () => ring.tryClaim(p, 1, len), { optional: true });
+          } else if (o.when === 'afterCas') {
+            // When the CAS is reached it succeeds (one thread): a dead claim with nothing written in it.
+            const claimed = terminateAt('compareExchange', 1, () => ring.tryClaim(p, 1, len), {
+              after: true,
+              optional: true,
+            });
+            if (claimed) queue.push({ seq: -1, length: len, state: 'dead' });
+          } else {
+            // Racing: it announces at the tail and dies there, while the next live producer claims it.
+            const other = (o.who + 1) % LIVE_PRODUCERS;
+            terminateAt('compareExchange', 1, () => ring.tryClaim(p, 1, len), {
+              optional: true,
+              before: () => {
+                if (open[other] === null) claim(other, lengthOf(1 - o.length));
+              },
+            });
+          }
+          expect(f.slots.markDead(p.slot, p.generation)).toBe(true);
+          open[o.who] = null;
+          producers[o.who] = acquire();
+          break;
+        }
+      }
+      expect(ring.usedBytes).toBeLessThanOrEqual(capacity);
+    }
+
+    for (let k = 0; k < LIVE_PRODUCERS; k++) commit(k);
+    ring.drain(check);
+    expect(expectedNext()).toBeNull();
+    for (const p of producers) f.slots.release(p);
+    parkBriefly(ring);
+    expectNoLeak(ring, f.slots);
+    expect(f.slots.deadCount).toBe(0);
+    expectCanariesIntact(f);
+  }
+
+  test('only committed records come out, in order and whole, whatever dies when', () => {
+    const seed = runSeed();
+    try {
+      fc.assert(fc.property(scenario, run), { seed, numRuns: 300 });
+    } catch (error) {
+      console.error(`death property failed: seed ${seed} (replay with TEST_SEED=${seed})`);
+      throw error;
+    }
   });
 });
 

