@@ -429,6 +429,9 @@ describe('recovery of a dead claim (one thread, deterministic)', () => {
   });
 });
 
+/** Scales iteration counts: STRESS_SCALE=10 for a soak run. */
+const SCALE = Number(process.env.STRESS_SCALE ?? '1');
+
 describe('random sequences with deaths (fast-check)', () => {
   /**
    * The sequential model here is a queue of claims in position order, each
@@ -460,7 +463,10 @@ describe('random sequences with deaths (fast-check)', () => {
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('claim' as const), who, length }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('commit' as const), who }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('read' as const) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('drain' as const), limit: fc.integer({ min: 1, max: 8 }) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ kind: fc.constant('drain' as const), limit: fc.integer({ min: 1, max: 8 }) }),
+    },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -612,7 +618,7 @@ describe('random sequences with deaths (fast-check)', () => {
   test('only committed records come out, in order and whole, whatever dies when', () => {
     const seed = runSeed();
     try {
-      fc.assert(fc.property(scenario, run), { seed, numRuns: 300 });
+      fc.assert(fc.property(scenario, run), { seed, numRuns: Math.round(300 * SCALE) });
     } catch (error) {
       console.error(`death property failed: seed ${seed} (replay with TEST_SEED=${seed})`);
       throw error;
@@ -711,7 +717,7 @@ describe('producers terminated at random points (real worker threads)', () => {
     const seed = runSeed();
     seedForReport = seed;
     const prng = new Prng(seed);
-    const deaths = Math.round(10 * Number(process.env.STRESS_SCALE ?? '1'));
+    const deaths = Math.round(10 * SCALE);
     const f = makeFixture({ capacity: 16384, maxRecordLength: 200, maxProducers: 6 });
     const control = new SharedArrayBuffer(4);
     const verifier = new SequenceVerifier();

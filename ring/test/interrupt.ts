@@ -24,14 +24,16 @@ type AtomicsOp = 'compareExchange' | 'store' | 'wait';
  * `Atomics[op]`, before that call takes effect. With `before`, runs that first
  * (with the real Atomics), to interleave another thread's steps at that point.
  * With `after`, the nth call does take effect and termination comes right
- * after it. Throws if `body` finishes without reaching the call.
+ * after it. Returns whether the call was reached; if it was not, throws
+ * unless `optional` (for a body that may legitimately return early, such as
+ * a claim on a full ring).
  */
 export function terminateAt(
   op: AtomicsOp,
   nth: number,
   body: () => unknown,
-  options: { before?: () => void; after?: boolean } = {},
-): void {
+  options: { before?: () => void; after?: boolean; optional?: boolean } = {},
+): boolean {
   const real = Atomics[op] as (...args: unknown[]) => unknown;
   let calls = 0;
   const patched = (...args: unknown[]) => {
@@ -46,11 +48,12 @@ export function terminateAt(
   try {
     body();
   } catch (error) {
-    if (error instanceof Terminated) return;
+    if (error instanceof Terminated) return true;
     throw error;
   } finally {
     (Atomics as unknown as Record<AtomicsOp, unknown>)[op] = real;
   }
+  if (options.optional === true) return false;
   throw new Error(`body finished without reaching Atomics.${op} call ${nth}`);
 }
 
