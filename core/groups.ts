@@ -12,6 +12,9 @@
  *      groups that someone else killed is what makes "when kill returns, the
  *      whole closure is dead" hold even when two kills race: a link is only
  *      detached (phase 2) after its detacher's phase 1 has finished.
+ *   Then the monitors of every route closed in phase 1 fire, so watchers
+ *   inside the closure (closed already) get no down from it, whatever the
+ *   order the closure was walked in.
  *   2. Detach each visited group's link list and free both ends of every
  *      link.
  * Only one group lock is held at a time in both phases; link and unlink hold
@@ -56,7 +59,7 @@ import {
   RF_MEMBER,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
-import { closeRoute, removeFromList, runDeferred } from './routes.ts';
+import { detachOnClose, fireMonitors, removeFromList, runDeferred } from './routes.ts';
 import type { Shared } from './shared.ts';
 
 /** A new live group with one reference (its Group object's). */
@@ -186,6 +189,7 @@ export function killGroup(o: Shared, g: number, gen: number): void {
   const work = [g, gen];
   const seen = new Set<number>();
   const visited: number[] = [];
+  const toFire: number[] = [];
   o.deferDepth++;
   try {
     // Phase 1: mark the closure dead.
@@ -208,7 +212,8 @@ export function killGroup(o: Shared, g: number, gen: number): void {
         for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
           const r = m - 1;
           m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
-          closeRoute(o, r, REASON_KILLED);
+          const monitors = detachOnClose(o, r, REASON_KILLED);
+          if (monitors > 0) toFire.push(r, monitors);
         }
         Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death: no route joins after this
         Atomics.sub(i32, C_LIVE_GROUPS, 1);
@@ -221,6 +226,9 @@ export function killGroup(o: Shared, g: number, gen: number): void {
       visited.push(gi, ggen);
       unlock(i32, w + G_LOCK);
     }
+    // Every route of the closure is closed: now its monitors fire. Watchers
+    // inside the closure are closed already and get nothing.
+    for (let k = 0; k < toFire.length; k += 2) fireMonitors(o, toFire[k]!, REASON_KILLED, toFire[k + 1]!);
     // Phase 2: every group of the closure is dead; their links are void.
     for (let k = 0; k < visited.length; k += 2) {
       const w = o.groups.word(visited[k]!);

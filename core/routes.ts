@@ -250,12 +250,27 @@ export function discardDown(o: Shared, n: number): void {
  * closed it.
  */
 export function closeRoute(o: Shared, r: number, reason: number): boolean {
+  const monitors = detachOnClose(o, r, reason);
+  if (monitors < 0) return false;
+  fireMonitors(o, r, reason, monitors);
+  return true;
+}
+
+/**
+ * The first half of closeRoute: publishes the close and detaches the
+ * monitor list, returning its head (0 if empty), or -1 if the route was
+ * closed already. The caller must pass the head to `fireMonitors`. Kill
+ * closes a whole linked closure this way before firing any monitor, so no
+ * watcher inside the closure gets a down from a route dying in the same
+ * kill, whatever the order the routes are visited in.
+ */
+export function detachOnClose(o: Shared, r: number, reason: number): number {
   const i32 = o.i32;
   const w = o.routes.word(r);
   lock(i32, w + R_LOCK);
   if ((Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) !== 0) {
     unlock(i32, w + R_LOCK);
-    return false;
+    return -1;
   }
   Atomics.store(i32, w + R_REASON, reason);
   const head = Atomics.exchange(i32, w + R_MONITORS, 0);
@@ -267,6 +282,13 @@ export function closeRoute(o: Shared, r: number, reason: number): boolean {
   Atomics.or(i32, w + R_PIN, R_CLOSED_BIT); // publishes the close: senders drop, the owner stops delivering
   unlock(i32, w + R_LOCK);
   Atomics.sub(i32, C_OPEN_ROUTES, 1);
+  nudge(o, r);
+  return head;
+}
+
+/** The second half of closeRoute: turns each detached monitor into a down for its watcher. */
+export function fireMonitors(o: Shared, r: number, reason: number, head: number): void {
+  const i32 = o.i32;
   const gen = routeGen(o, r);
   let x = head;
   while (x !== 0) {
@@ -282,8 +304,6 @@ export function closeRoute(o: Shared, r: number, reason: number): boolean {
     Atomics.add(i32, C_DOWNS, 1);
     deliverDown(o, watcher, node);
   }
-  nudge(o, r);
-  return true;
 }
 
 /**
