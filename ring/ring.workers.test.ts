@@ -138,7 +138,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
   expectCanariesIntact(f);
 }
 
-const N = Math.round(15_000 * SCALE);
+const N = Math.round(10_000 * SCALE);
 
 describe('the verifier', () => {
   // The multi-worker tests are only as good as this: prove it rejects what it must.
