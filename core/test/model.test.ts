@@ -182,8 +182,8 @@ function run(ops: Op[]): void {
   const linkIds: number[] = [];
   const monitorIds: number[] = [];
   const compare = () => {
-    groups.forEach((g, i) => expect(g.dead, `group ${i} dead`).toBe(!model.groups[i]!.alive));
-    boxes.forEach((b, i) => expect(b.closed, `mailbox ${i} closed`).toBe(!model.boxes[i]!.open));
+    for (const [i, g] of groups.entries()) expect(g.dead, `group ${i} dead`).toBe(!model.groups[i]!.alive);
+    for (const [i, b] of boxes.entries()) expect(b.closed, `mailbox ${i} closed`).toBe(!model.boxes[i]!.open);
     expect(h.office.stats().links).toBe(model.links.length);
     expect(h.office.stats().monitors).toBe(model.monitors.size);
   };
