@@ -713,6 +713,31 @@ describe('producers terminated at random points (real worker threads)', () => {
     expectNoLeak(f.ring, f.slots);
   });
 
+  test('a worker killed while several of its awaitable writes wait for room leaves no waiter behind', async () => {
+    const f = makeFixture({ capacity: 256, maxRecordLength: 64 });
+    const filler = f.slots.acquire();
+    while (f.ring.tryWrite(filler, 1, patterned(0, 56))) {
+      // fill the ring: every write below has to wait
+    }
+    const writers = 2;
+    const worker = spawn('./room-waiter.worker.ts', { buffer: f.buffer, ringOffset: f.ringOffset, writers });
+    workers.push(worker);
+    const ready = await nextMessage<ProducerMessage>(worker, (m) => m.kind === 'ready');
+    if (ready.kind !== 'ready') throw new Error('unreachable');
+    const waiters = () => Atomics.load(f.ring.i32, f.ring.base + W_ROOM_WAITERS);
+    for (let i = 0; i < 5000 && waiters() !== writers; i++) await sleep(1);
+    expect(waiters()).toBe(writers);
+    const exit = exited(worker);
+    await worker.terminate();
+    await exit;
+    expect(f.slots.markDead(ready.slot, ready.generation)).toBe(true);
+    f.ring.drain(() => {});
+    parkBriefly(f.ring);
+    expect(waiters()).toBe(0);
+    f.slots.release(filler);
+    expectNoLeak(f.ring, f.slots);
+  });
+
   test('the consumer keeps receiving whole, ordered records from the survivors; dead slots are reclaimed', async () => {
     const seed = runSeed();
     seedForReport = seed;
