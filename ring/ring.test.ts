@@ -32,6 +32,7 @@ import {
   ringSnapshot,
   snapshot,
 } from './test/fixtures.ts';
+import { afterCompareExchange } from './test/interrupt.ts';
 import { Prng, runSeed } from './test/records.ts';
 
 /** Records of `rb` bytes that fit a ring of `capacity` whose tail is at `tail` and head at `head`. */
@@ -450,6 +451,43 @@ describe('copying and in-place reads', () => {
     expect(seen).toEqual([1, 2, 3, 4, 5]);
     f.slots.release(p);
     expectNoLeak(f.ring, f.slots);
+  });
+});
+
+describe('copies of every small size and source offset', () => {
+  test('each length 0..64 from each source offset 0..7 arrives intact, neighbours untouched', () => {
+    const f = makeFixture({ capacity: 1024, maxRecordLength: 120 });
+    const a = f.slots.acquire();
+    const b = f.slots.acquire();
+    const source = patterned(99, 80);
+    let n = 0;
+    for (let length = 0; length <= 64; length++) {
+      for (let offset = 0; offset < 8; offset++) {
+        // A's write claims first; B's record right after it is committed before A copies its
+        // payload, so a copy that ran past A's record would show in B's record.
+        afterCompareExchange(
+          1,
+          () => expect(f.ring.tryWrite(b, 2, patterned(n, 3))).toBe(true),
+          () => expect(f.ring.tryWrite(a, 1, source, offset, length)).toBe(true),
+        );
+        const dest = new Uint8Array(80).fill(0xcc);
+        expect(f.ring.tryReadInto(dest, 8 - offset)).toBe(length);
+        expect(f.ring.recordType).toBe(1);
+        expect(dest.subarray(8 - offset, 8 - offset + length)).toEqual(
+          source.subarray(offset, offset + length),
+        );
+        // tryReadInto writes nothing outside the record's bytes in the destination.
+        expect(dest.subarray(0, 8 - offset).every((x) => x === 0xcc)).toBe(true);
+        expect(dest.subarray(8 - offset + length).every((x) => x === 0xcc)).toBe(true);
+        expect(f.ring.tryRead()).toEqual(patterned(n, 3));
+        expect(f.ring.recordType).toBe(2);
+        n++;
+      }
+    }
+    f.slots.release(a);
+    f.slots.release(b);
+    expectNoLeak(f.ring, f.slots);
+    expectCanariesIntact(f);
   });
 });
 

@@ -83,3 +83,31 @@ export function interleaveAfterLoad(word: number, action: () => void, body: () =
   }
   if (!fired) throw new Error(`body never loaded word ${word}`);
 }
+
+/**
+ * Runs `body`; right after its `nth` call of `Atomics.compareExchange` takes
+ * effect, runs `action` (with the real Atomics), then lets `body` go on: a
+ * second thread's steps interleaved between a producer's claim and the rest
+ * of its write. Throws if the call is never reached.
+ */
+export function afterCompareExchange(nth: number, action: () => void, body: () => unknown): void {
+  const real = Atomics.compareExchange;
+  let calls = 0;
+  let fired = false;
+  const patched = (array: Int32Array, index: number, expected: number, replacement: number) => {
+    const witnessed = real(array, index, expected, replacement);
+    if (++calls === nth) {
+      fired = true;
+      Atomics.compareExchange = real;
+      action();
+    }
+    return witnessed;
+  };
+  Atomics.compareExchange = patched as typeof Atomics.compareExchange;
+  try {
+    body();
+  } finally {
+    Atomics.compareExchange = real;
+  }
+  if (!fired) throw new Error(`body never reached Atomics.compareExchange call ${nth}`);
+}
