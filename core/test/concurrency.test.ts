@@ -113,6 +113,85 @@ describe('multi-worker', () => {
     h.expectNoLeaks();
   });
 
+  test('mpsc with out-of-line messages: bodies in the shared heap arrive intact', async () => {
+    const h = harness({ mailboxCapacity: 1024, heapBytes: 4 << 20 });
+    const t = h.office.createTable();
+    const mb = t.createGroup().createMailbox({ capacity: 1024 });
+    const extraBox = t.createGroup().createMailbox();
+    const producers = 2;
+    const count = 500 * SCALE;
+    const size = 3000;
+    const running = Array.from({ length: producers }, (_, id) =>
+      start(h.office, 'producer', {
+        id,
+        count,
+        size,
+        target: t.toOwned(mb.export(Perm.SEND)),
+        extra: t.toOwned(extraBox.export(Perm.SEND)),
+      }),
+    );
+    const next = new Array<number>(producers).fill(0);
+    await collect(mb, producers * count, (data, caps) => {
+      const parsed = checkPayload(data, size);
+      expect(parsed, `${data.length} bytes: ${data.subarray(0, 16)}`).not.toBeNull();
+      const [sender, seq] = parsed!;
+      expect(seq).toBe(next[sender]);
+      next[sender]!++;
+      for (const c of caps) t.release(c);
+    });
+    await finish(running);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('kills racing from both ends of a chain: when kill returns, the whole chain is closed', async () => {
+    const rounds = 4 * SCALE;
+    const n = 600;
+    const h = harness({
+      maxRoutes: rounds * n + 16,
+      maxGroups: rounds * n + 16,
+      maxCapabilities: rounds * 4 * (n + 1) + 64,
+      maxNodes: rounds * 6 * n + 64,
+      mailboxCapacity: 64,
+      heapBytes: 8 << 20,
+    });
+    const t = h.office.createTable();
+    const control = new SharedArrayBuffer(8); // [round, workers done]
+    const c = new Int32Array(control);
+    const chains: { groups: ReturnType<typeof t.createGroup>[]; boxes: Mailbox[] }[] = [];
+    const plan: { kill: OwnedCapability; watch: OwnedCapability[] }[][] = [[], []];
+    for (let r = 0; r < rounds; r++) {
+      const groups = Array.from({ length: n }, () => t.createGroup());
+      const boxes = groups.map((g) => g.createMailbox());
+      for (let i = 0; i + 1 < n; i++) {
+        const cap = boxes[i + 1]!.export(Perm.LINK);
+        t.link(cap, groups[i]!);
+        t.release(cap);
+      }
+      chains.push({ groups, boxes });
+      for (const [side, end] of [0, n - 1].entries()) {
+        plan[side]!.push({
+          kill: t.toOwned(boxes[end]!.export(Perm.KILL)),
+          watch: boxes.map((mb) => t.toOwned(mb.export(Perm.MONITOR))),
+        });
+      }
+    }
+    // Each side's capabilities are exported up front; the handles stay in t until the end.
+    const running = plan.map((rs) => start(h.office, 'chainKiller', { rounds: rs, control }));
+    for (let r = 0; r < rounds; r++) {
+      Atomics.store(c, 1, 0);
+      Atomics.store(c, 0, r + 1);
+      Atomics.notify(c, 0);
+      while (Atomics.load(c, 1) < 2) Atomics.wait(c, 1, Atomics.load(c, 1), 100);
+      expect(chains[r]!.groups.every((g) => g.dead)).toBe(true);
+    }
+    const results = await finish(running);
+    for (const r of results) expect(r.problems).toEqual([]);
+    expect(h.office.stats().links).toBe(0);
+    t.close();
+    h.expectNoLeaks();
+  });
+
   test('sends racing kills: a prefix arrives intact, nothing after the kill is observed', async () => {
     const rounds = 20 * SCALE;
     const h = harness({ mailboxCapacity: 512 });

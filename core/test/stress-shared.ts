@@ -13,23 +13,23 @@ export function rng(seed: number): () => number {
 
 export const PAYLOAD_BYTES = 48;
 
-/** 48 bytes: sender id, sequence number, then bytes derived from both (catches torn or mixed records). */
-export function makePayload(sender: number, seq: number): Uint8Array {
-  const out = new Uint8Array(PAYLOAD_BYTES);
+/** Sender id, sequence number, then bytes derived from both (catches torn or mixed records). */
+export function makePayload(sender: number, seq: number, size = PAYLOAD_BYTES): Uint8Array {
+  const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   view.setUint32(0, sender, true);
   view.setUint32(4, seq, true);
-  for (let i = 8; i < PAYLOAD_BYTES; i++) out[i] = (sender * 131 + seq * 7 + i) & 255;
+  for (let i = 8; i < size; i++) out[i] = (sender * 131 + seq * 7 + i) & 255;
   return out;
 }
 
 /** Returns [sender, seq] of a payload, or null if its bytes are not what makePayload wrote. */
-export function checkPayload(data: Uint8Array): [number, number] | null {
-  if (data.length !== PAYLOAD_BYTES) return null;
+export function checkPayload(data: Uint8Array, size = PAYLOAD_BYTES): [number, number] | null {
+  if (data.length !== size) return null;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const sender = view.getUint32(0, true);
   const seq = view.getUint32(4, true);
-  for (let i = 8; i < PAYLOAD_BYTES; i++) if (data[i] !== ((sender * 131 + seq * 7 + i) & 255)) return null;
+  for (let i = 8; i < size; i++) if (data[i] !== ((sender * 131 + seq * 7 + i) & 255)) return null;
   return [sender, seq];
 }
 

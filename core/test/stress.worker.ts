@@ -41,12 +41,13 @@ async function producer(args: {
   extra: OwnedCapability;
   id: number;
   count: number;
+  size?: number;
 }) {
   const t = office.createTable();
   const to = t.importOwned(args.target);
   const extra = t.importOwned(args.extra);
   for (let seq = 0; seq < args.count; seq++) {
-    const data = makePayload(args.id, seq);
+    const data = makePayload(args.id, seq, args.size);
     const caps = seq % 7 === 0 ? [extra] : undefined;
     if (!t.send(to, data, caps)) await t.sendWhenRoom(to, data, caps);
   }
@@ -227,7 +228,44 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
   return { problems, monitors: monitors.size, ownDead };
 }
 
+/**
+ * Kills one end of a linked chain while another worker kills the other end,
+ * then checks at once, black-box, that every route of the chain is closed:
+ * monitoring a closed route yields its down immediately, an open one would
+ * not.
+ */
+function chainKiller(args: {
+  rounds: { kill: OwnedCapability; watch: OwnedCapability[] }[];
+  control: SharedArrayBuffer;
+}) {
+  const control = new Int32Array(args.control);
+  const t = office.createTable();
+  const watch = t.createGroup().createMailbox({ capacity: 1 << 14 });
+  const problems: string[] = [];
+  for (let round = 0; round < args.rounds.length; round++) {
+    const { kill, watch: tokens } = args.rounds[round]!;
+    const killer = t.importOwned(kill);
+    const caps = tokens.map((o) => t.importOwned(o));
+    Atomics.wait(control, 0, round);
+    t.kill(killer);
+    for (const c of caps) t.monitor(c, watch);
+    let downs = 0;
+    for (let s = watch.tryReceive(); s !== null; s = watch.tryReceive()) {
+      if (s.kind === 'down' && s.reason === 'killed') downs++;
+      if (s.kind === 'down') t.release(s.route);
+    }
+    if (downs !== caps.length)
+      problems.push(`round ${round}: ${downs} of ${caps.length} routes closed after kill`);
+    for (const c of [killer, ...caps]) t.release(c);
+    Atomics.add(control, 1, 1);
+    Atomics.notify(control, 1);
+  }
+  t.close();
+  return { problems };
+}
+
 const scenarios: Record<string, (args: never) => unknown> = {
+  chainKiller,
   producer,
   racingSender,
   racingKiller,
