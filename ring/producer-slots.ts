@@ -34,12 +34,16 @@
  *     +12  ANNOUNCE_BYTES  bytes that claim spans (padding + header + payload);
  *                          0 once the claim is published (withdrawn), and after an
  *                          attempt that found the ring full
- *     +16  WAITING_RING    byte offset + 1 of the ring whose ROOM_WAITERS this producer
- *                          has added itself to while it waits for room; 0 otherwise.
- *                          Set after the add and cleared before the subtract, so a
- *                          death in between can only leave the count too high
- *                          (a spurious notify), never too low (a lost wake-up);
- *                          markDead takes a dead waiter's count back.
+ *     +32..+60  WAITING_RINGS  eight entries, each the byte offset + 1 of a ring whose
+ *                          ROOM_WAITERS this thread has added 1 to while any of its
+ *                          writes wait for room there (0 = unused). One thread can
+ *                          have many awaitable writes parked at once (many processes
+ *                          share a worker): it counts them locally and holds one
+ *                          registration per ring. An entry is set after the add and
+ *                          cleared before the subtract, so a death in between can
+ *                          only leave a count too high (a spurious notify), never too
+ *                          low (a lost wake-up); markDead takes a dead thread's
+ *                          registrations back.
  *   The owner writes the three announcement words with plain stores, BYTES and
  *   RING before POS, all before its claiming CAS on the ring's TAIL. Anyone who
  *   later reads TAIL and sees the claim (an atomic load that reads from that
@@ -75,7 +79,10 @@ export const SLOT_STATE = 0;
 export const SLOT_ANNOUNCE_RING = 1;
 export const SLOT_ANNOUNCE_POS = 2;
 export const SLOT_ANNOUNCE_BYTES = 3;
-export const SLOT_WAITING_RING = 4;
+/** First of the slot's room-wait entries (see the layout above). */
+export const SLOT_WAITING_RINGS = 8;
+/** How many rings one producer can be registered as waiting for room on at once. */
+export const WAITING_RING_ENTRIES = 8;
 
 /** State bits of SLOT_STATE (low two bits). */
 export const FREE = 0;
@@ -101,6 +108,8 @@ export class Producer {
   claimLength = 0;
   /** Value last written into ANNOUNCE_RING, so repeat claims on one ring skip that store. */
   announcedRing = 0;
+  /** This thread's writes waiting for room, by ring byte offset: how many, and which slot entry holds the registration. */
+  readonly roomWaits = new Map<number, { count: number; entry: number }>();
   released = false;
   /** Word index of this slot's first word. */
   readonly slotWord: number;
@@ -214,7 +223,7 @@ export class ProducerSlots {
         // A fresh acquisition has claimed nothing yet (its predecessor released or was reclaimed).
         i32[stateWord + SLOT_ANNOUNCE_RING] = 0;
         i32[stateWord + SLOT_ANNOUNCE_BYTES] = 0;
-        i32[stateWord + SLOT_WAITING_RING] = 0;
+        i32.fill(0, stateWord + SLOT_WAITING_RINGS, stateWord + SLOT_WAITING_RINGS + WAITING_RING_ENTRIES);
         Atomics.store(i32, this.base + H_ACQUIRE_HINT, (slot + 1) % this.count);
         return new Producer(this, slot, generation);
       }
@@ -253,10 +262,11 @@ export class ProducerSlots {
     const live = (generation << GEN_SHIFT) | LIVE;
     const dead = (generation << GEN_SHIFT) | DEAD;
     if (Atomics.compareExchange(i32, word + SLOT_STATE, live, dead) !== live) return false;
-    const waitingRing = i32[word + SLOT_WAITING_RING]!;
-    if (waitingRing !== 0) {
-      // It died parked for room: it no longer waits, so take its count back.
-      i32[word + SLOT_WAITING_RING] = 0;
+    for (let e = 0; e < WAITING_RING_ENTRIES; e++) {
+      const waitingRing = i32[word + SLOT_WAITING_RINGS + e]!;
+      if (waitingRing === 0) continue;
+      // It died parked for room: it no longer waits, so take its registration back.
+      i32[word + SLOT_WAITING_RINGS + e] = 0;
       Atomics.sub(i32, ((waitingRing - 1) >> 2) + W_ROOM_WAITERS, 1);
     }
     const ring = i32[word + SLOT_ANNOUNCE_RING]!; // the dead thread wrote it, and wrote nothing since

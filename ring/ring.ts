@@ -48,8 +48,9 @@ import {
   SLOT_ANNOUNCE_POS,
   SLOT_ANNOUNCE_RING,
   SLOT_STATE,
-  SLOT_WAITING_RING,
+  SLOT_WAITING_RINGS,
   slotState,
+  WAITING_RING_ENTRIES,
 } from './producer-slots.ts';
 import {
   MAX_CAPACITY,
@@ -109,6 +110,8 @@ export type RecordHandler = (type: number, bytes: Uint8Array, offset: number, le
 
 /** A parked wait that has a dead producer to deal with re-checks at least this often (ms). */
 const DEAD_CLAIM_RECHECK_MS = 2;
+/** A write that could not register as a room waiter (see enterRoomWait) re-checks this often (ms). */
+const UNREGISTERED_RECHECK_MS = 1;
 /** With an abort signal, awaitable writes re-check it at least this often (ms). */
 const ABORT_RECHECK_MS = 250;
 /**
@@ -410,11 +413,10 @@ export class Ring {
     if (this.tryWrite(producer, type, src)) return;
     const deadline = performance.now() + timeoutMs;
     const i32 = this.i32;
-    const waiters = this.base + W_ROOM_WAITERS;
     const seqWord = this.base + W_ROOM_SEQ;
     for (;;) {
-      Atomics.add(i32, waiters, 1); // announces a waiter before re-checking: the consumer's next release will bump ROOM_SEQ
-      i32[producer.slotWord + SLOT_WAITING_RING] = this.byteOffset + 1; // after the add: see producer-slots.ts
+      // Registered before re-checking: the consumer's next hand-back will then bump ROOM_SEQ.
+      const registered = this.enterRoomWait(producer);
       try {
         const seq = Atomics.load(i32, seqWord);
         if (this.tryWrite(producer, type, src)) return;
@@ -422,11 +424,11 @@ export class Ring {
         if (wait <= 0)
           throw new WriteTimeout(`no room for a ${src.length}-byte record within ${timeoutMs} ms`);
         if (signal !== undefined) wait = Math.min(wait, ABORT_RECHECK_MS);
+        if (!registered) wait = Math.min(wait, UNREGISTERED_RECHECK_MS);
         const parked = parkAsync(i32, seqWord, seq, wait);
         if (parked !== undefined) await (signal === undefined ? parked : raceAbort(parked, signal));
       } finally {
-        i32[producer.slotWord + SLOT_WAITING_RING] = 0; // before the subtract: see producer-slots.ts
-        Atomics.sub(i32, waiters, 1);
+        if (registered) this.leaveRoomWait(producer);
       }
       signal?.throwIfAborted();
     }
@@ -445,22 +447,52 @@ export class Ring {
     if (this.tryWrite(producer, type, src)) return true;
     const deadline = performance.now() + timeoutMs;
     const i32 = this.i32;
-    const waiters = this.base + W_ROOM_WAITERS;
     const seqWord = this.base + W_ROOM_SEQ;
     for (;;) {
-      Atomics.add(i32, waiters, 1); // announces a waiter before re-checking
-      i32[producer.slotWord + SLOT_WAITING_RING] = this.byteOffset + 1; // after the add: see producer-slots.ts
+      const registered = this.enterRoomWait(producer); // before re-checking, as in write()
       try {
         const seq = Atomics.load(i32, seqWord);
         if (this.tryWrite(producer, type, src)) return true;
         const wait = deadline - performance.now();
         if (wait <= 0) return false;
-        Atomics.wait(i32, seqWord, seq, wait);
+        Atomics.wait(i32, seqWord, seq, registered ? wait : Math.min(wait, UNREGISTERED_RECHECK_MS));
       } finally {
-        i32[producer.slotWord + SLOT_WAITING_RING] = 0; // before the subtract: see producer-slots.ts
-        Atomics.sub(i32, waiters, 1);
+        if (registered) this.leaveRoomWait(producer);
       }
     }
+  }
+
+  /**
+   * Registers one more of `producer`'s writes as waiting for room here. The
+   * thread holds at most one registration per ring in ROOM_WAITERS however
+   * many of its writes wait, recorded in its slot so markDead can take it
+   * back. Returns false when all its slot entries are taken by other rings:
+   * that write then re-checks on a short timer instead of being woken.
+   */
+  private enterRoomWait(producer: Producer): boolean {
+    const local = producer.roomWaits.get(this.byteOffset);
+    if (local !== undefined) {
+      local.count++;
+      return true;
+    }
+    const i32 = this.i32;
+    const entries = producer.slotWord + SLOT_WAITING_RINGS;
+    for (let e = 0; e < WAITING_RING_ENTRIES; e++) {
+      if (i32[entries + e] !== 0) continue;
+      Atomics.add(i32, this.base + W_ROOM_WAITERS, 1); // publishes the waiter before its re-check of HEAD
+      i32[entries + e] = this.byteOffset + 1; // after the add: see producer-slots.ts
+      producer.roomWaits.set(this.byteOffset, { count: 1, entry: e });
+      return true;
+    }
+    return false;
+  }
+
+  private leaveRoomWait(producer: Producer): void {
+    const local = producer.roomWaits.get(this.byteOffset);
+    if (local === undefined || --local.count > 0) return;
+    producer.roomWaits.delete(this.byteOffset);
+    this.i32[producer.slotWord + SLOT_WAITING_RINGS + local.entry] = 0; // before the subtract: see producer-slots.ts
+    Atomics.sub(this.i32, this.base + W_ROOM_WAITERS, 1);
   }
 
   private checkClaim(producer: Producer, type: number, length: number): void {
@@ -619,7 +651,7 @@ export class Ring {
   waitForRecord(timeoutMs = Number.POSITIVE_INFINITY, policy: WaitPolicy = DEFAULT_WAIT_POLICY): boolean {
     if (this.peek() >= 0) return true;
     for (let i = policy.spins; i > 0; i--) if (this.peek() >= 0) return true;
-    const deadline = performance.now() + timeoutMs;
+    const deadline = deadlineAfter(timeoutMs);
     const i32 = this.i32;
     const sleepWord = this.base + W_CONSUMER_SLEEP;
     for (;;) {
@@ -641,7 +673,7 @@ export class Ring {
   ): Promise<boolean> {
     if (this.peek() >= 0) return true;
     for (let i = policy.spins; i > 0; i--) if (this.peek() >= 0) return true;
-    const deadline = performance.now() + timeoutMs;
+    const deadline = deadlineAfter(timeoutMs);
     const i32 = this.i32;
     const sleepWord = this.base + W_CONSUMER_SLEEP;
     for (;;) {
@@ -670,7 +702,8 @@ export class Ring {
       Atomics.store(i32, sleepWord, 0);
       return 0;
     }
-    const remaining = deadline - performance.now();
+    // No clock read when waiting for ever: it costs a few hundred ns per park.
+    const remaining = deadline === Number.POSITIVE_INFINITY ? deadline : deadline - performance.now();
     if (remaining <= 0) {
       Atomics.store(i32, sleepWord, 0);
       return 0;
@@ -829,6 +862,10 @@ export class Ring {
     // next empty poll looks once more instead of missing that slot.
     this.deadCountSeenEmpty = deadCount - this.reclaimDeadProducers();
   }
+}
+
+function deadlineAfter(timeoutMs: number): number {
+  return timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
 }
 
 function raceAbort(parked: Promise<unknown>, signal: AbortSignal): Promise<unknown> {
