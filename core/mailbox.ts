@@ -84,6 +84,7 @@ export class Mailbox {
   private readonly o: Shared;
   private readonly ring: Ring;
   private readonly pinWord: number;
+  private readonly downsWord: number;
   /** Downs taken off R_DOWNS, oldest first (node index + 1 through N_NEXT). */
   private localDowns = 0;
   /** A record delivered in place and not yet released; its out-of-line body, if any. */
@@ -107,6 +108,7 @@ export class Mailbox {
     this.route = createRoute(o, group.index, group.table.index, capacity, maxRecordLength);
     this.generation = routeGen(o, this.route);
     this.pinWord = o.routes.word(this.route) + R_PIN;
+    this.downsWord = o.routes.word(this.route) + R_DOWNS;
     this.ring = Ring.attach(o.buffer, Atomics.load(o.i32, o.routes.word(this.route) + R_RING));
     this.view = new InPlaceSignal(o.u8);
   }
@@ -218,21 +220,21 @@ export class Mailbox {
     for (;;) {
       const down = this.takeDown();
       if (down >= 0) return this.deliverDown(down, inPlace);
+      const length = ring.peek();
+      // The close is read after the peek: a record is handed out only if the
+      // route was still open once the record was seen.
       if ((Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) {
-        // ...closed, and every down pushed before the close has been delivered.
+        // ...closed: queued records are discarded; downs pushed before the close still go out.
         if (this.takeDown() >= 0) continue;
         this.finish();
         return this.endSignal(inPlace);
       }
-      const length = ring.peek();
       if (length < 0) return null;
       const type = ring.recordType;
       if (type === REC_NUDGE) {
         ring.release();
         continue;
       }
-      // ...closed between the check above and the peek: the record is discarded, not delivered.
-      if ((Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) continue;
       return this.deliverRecord(type, ring.recordOffset, length, inPlace);
     }
   }
@@ -241,7 +243,7 @@ export class Mailbox {
   private takeDown(): number {
     if (this.localDowns === 0) {
       const i32 = this.o.i32;
-      const downsWord = this.o.routes.word(this.route) + R_DOWNS;
+      const downsWord = this.downsWord;
       if (Atomics.load(i32, downsWord) === 0) return -1;
       // Take the whole stack (newest first) and reverse it: oldest first.
       let x = Atomics.exchange(i32, downsWord, 0);
@@ -295,7 +297,7 @@ export class Mailbox {
     let dataLength = length;
     let body = -1;
     const caps: number[] = inPlace ? this.view.caps : [];
-    caps.length = 0;
+    if (caps.length !== 0) caps.length = 0;
     if (type === REC_CAPS) {
       const n = i32[at >> 2]!;
       this.importCaps(at + 4, n, caps);

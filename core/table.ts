@@ -14,7 +14,7 @@
  * capability names it.
  */
 
-import { WriteTimeout } from '../ring/index.ts';
+import { type Ring, WriteTimeout } from '../ring/index.ts';
 import {
   InvalidHandle,
   MessageTooLarge,
@@ -33,6 +33,7 @@ import {
   E_PREV,
   E_ROUTE,
   E_ROUTE_GEN,
+  ID_INDEX_MASK,
   idGeneration,
   idIndex,
   makeId,
@@ -165,13 +166,13 @@ export class Table {
   /** Word index of handle `h`'s entry; throws InvalidHandle or TableMismatch. */
   private entry(h: number): number {
     const o = this.o;
-    const gen = idGeneration(h);
-    const e = idIndex(h);
-    if (gen < 0 || e >= o.entries.count) throw new InvalidHandle(`${h} is not a handle`);
+    const e = h & ID_INDEX_MASK; // any number: ToInt32 keeps the low bits of a safe integer, NaN gives 0
+    if (e >= o.entries.count) throw new InvalidHandle(`${h} is not a handle`);
     const w = o.entries.word(e);
     const owner = Atomics.load(o.i32, w + E_OWNER);
-    if (Atomics.load(o.i32, w + E_GEN) !== gen || owner === 0) {
-      throw new InvalidHandle(`handle ${h} has been released`);
+    // Rebuilding the id from the entry's generation also rejects non-integers and out-of-range numbers.
+    if (makeId(e, Atomics.load(o.i32, w + E_GEN)) !== h || owner === 0) {
+      throw new InvalidHandle(`handle ${h} is not live in this table`);
     }
     if (owner !== this.index + 1) throw new TableMismatch(`handle ${h} belongs to another table`);
     return w;
@@ -272,6 +273,17 @@ export class Table {
       if ((state & R_CLOSED_BIT) !== 0) return true;
       const ring = o.ringOf(r);
       if (n === 0 && length <= ring.maxRecordLength) return ring.tryWrite(o.producer, REC_PLAIN, data);
+      return this.sendSlow(ring, n, data);
+    } finally {
+      unpin(o, r);
+    }
+  }
+
+  /** Capabilities or an out-of-line body: the rest of `send`, with the route pinned and open. */
+  private sendSlow(ring: Ring, n: number, data: Uint8Array): boolean {
+    const o = this.o;
+    const length = data.length;
+    {
       const inline = 4 + 12 * n + length;
       if (inline <= ring.maxRecordLength) {
         const at = ring.tryClaim(o.producer, REC_CAPS, inline);
@@ -295,8 +307,6 @@ export class Table {
       this.writeCaps(at + 8, n);
       ring.commit(o.producer); // publishes the record, its out-of-line body and its references
       return true;
-    } finally {
-      unpin(o, r);
     }
   }
 
