@@ -538,7 +538,9 @@ export class Ring {
       if (published === 0) {
         // ...then either the ring is empty or the record at head is claimed but unpublished.
         if (head !== this.publishedHead) this.publishHead();
-        if (Atomics.load(i32, this.slots.deadCountWord) !== 0 && this.recoverStalledClaim(head)) continue;
+        // Plain: a hint polled on every empty look. markDead wakes a parked consumer, and
+        // prepareToPark re-reads it atomically, so a stale 0 delays recovery by one poll at most.
+        if (i32[this.slots.deadCountWord] !== 0 && this.recoverStalledClaim(head)) continue;
         return -1;
       }
       const length = published - 1;
