@@ -184,6 +184,8 @@ export const NK_DOWN = 2;
 export const NK_LINK = 3;
 /** An owned capability: A, B = route; C = permissions; holds a ref on the route. */
 export const NK_OWNED = 4;
+/** An owned token being imported or discarded: claimed by one thread's compare-and-swap from NK_OWNED. */
+export const NK_OWNED_CLAIMED = 5;
 
 // ------------------------------------------------------------------ records
 /** Ring record types of mailbox records. */

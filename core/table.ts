@@ -43,6 +43,7 @@ import {
   N_GEN,
   N_KIND,
   NK_OWNED,
+  NK_OWNED_CLAIMED,
   R_CLOSED_BIT,
   R_GROUP,
   R_GROUP_GEN,
@@ -80,7 +81,6 @@ export interface SendWhenRoomOptions {
 
 /** How long an awaiting sender parks for room before it looks again at whether the route closed. */
 const ROOM_POLL_MS = 20;
-const OWNED_CLAIMED = 0x7f;
 
 export class Table {
   /** @internal */ readonly o: Shared;
@@ -283,31 +283,30 @@ export class Table {
   private sendSlow(ring: Ring, n: number, data: Uint8Array): boolean {
     const o = this.o;
     const length = data.length;
-    {
-      const inline = 4 + 12 * n + length;
-      if (inline <= ring.maxRecordLength) {
-        const at = ring.tryClaim(o.producer, REC_CAPS, inline);
-        if (at < 0) return false;
-        this.writeCaps(at, n);
-        o.u8.set(data, at + 4 + 12 * n);
-        ring.commit(o.producer); // publishes the record and the references it carries
-        return true;
-      }
-      const record = 12 + 12 * n;
-      if (record > ring.maxRecordLength) throw new MessageTooLarge(record, ring.maxRecordLength);
-      const body = o.allocHeap(length);
-      const at = ring.tryClaim(o.producer, REC_LARGE, record);
-      if (at < 0) {
-        o.freeHeap(body, length);
-        return false;
-      }
-      o.u8.set(data, body);
-      o.i32[at >> 2] = body;
-      o.i32[(at >> 2) + 1] = length;
-      this.writeCaps(at + 8, n);
-      ring.commit(o.producer); // publishes the record, its out-of-line body and its references
+    const inline = 4 + 12 * n + length;
+    if (inline <= ring.maxRecordLength) {
+      const at = ring.tryClaim(o.producer, REC_CAPS, inline);
+      if (at < 0) return false; // ...full
+      this.writeCaps(at, n);
+      o.u8.set(data, at + 4 + 12 * n);
+      ring.commit(o.producer); // publishes the record and the references it carries
       return true;
     }
+    // Out of line: the body goes to the shared heap, the record names it.
+    const record = 12 + 12 * n;
+    if (record > ring.maxRecordLength) throw new MessageTooLarge(record, ring.maxRecordLength);
+    const body = o.allocHeap(length);
+    const at = ring.tryClaim(o.producer, REC_LARGE, record);
+    if (at < 0) {
+      o.freeHeap(body, length); // ...full: nothing was sent
+      return false;
+    }
+    o.u8.set(data, body);
+    o.i32[at >> 2] = body;
+    o.i32[(at >> 2) + 1] = length;
+    this.writeCaps(at + 8, n);
+    ring.commit(o.producer); // publishes the record, its out-of-line body and its references
+    return true;
   }
 
   /**
@@ -561,7 +560,7 @@ export function claimOwned(o: Shared, owned: OwnedCapability): number {
   if (Atomics.load(i32, nw + N_GEN) !== gen) throw new InvalidHandle('owned capability already used');
   // Claim by kind, then confirm the generation: a node freed and reused as
   // another token between the two would fail the second check.
-  if (Atomics.compareExchange(i32, nw + N_KIND, NK_OWNED, OWNED_CLAIMED) !== NK_OWNED) {
+  if (Atomics.compareExchange(i32, nw + N_KIND, NK_OWNED, NK_OWNED_CLAIMED) !== NK_OWNED) {
     throw new InvalidHandle('owned capability already used');
   }
   if (Atomics.load(i32, nw + N_GEN) !== gen) {

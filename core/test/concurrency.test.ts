@@ -275,7 +275,10 @@ describe('multi-worker', () => {
     const results = await finish(running);
     for (const r of results) {
       expect(r.problems).toEqual([]);
-      expect(r.monitors).toBeGreaterThan(0);
+      // The run exercised every path: links made and removed, monitors removed, groups lost to kills.
+      for (const key of ['monitors', 'linked', 'unlinked', 'demonitored', 'kills', 'replaced']) {
+        expect(r[key], key).toBeGreaterThan(0);
+      }
     }
     for (const mb of boxes) expect(mb.tryReceive()?.kind).toBe('end');
     t.close();

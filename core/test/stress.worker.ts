@@ -171,6 +171,7 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
   const monitors = new Map<number, { removed: boolean; downs: number }>();
   const links: number[] = [];
   const problems: string[] = [];
+  const done = { linked: 0, unlinked: 0, demonitored: 0, kills: 0, replaced: 0 };
   const drainWatch = () => {
     for (let s = watch.tryReceive(); s !== null; s = watch.tryReceive()) {
       if (s.kind !== 'down') {
@@ -190,23 +191,33 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
       for (const mb of mine.boxes) mb.close();
       mine.group.release();
       own[own.indexOf(mine)] = fresh();
+      done.replaced++;
       continue;
     }
     if (roll < 0.25) {
       const id = t.link(pick(targets), mine.group);
-      if (id !== 0) links.push(id);
+      if (id !== 0) {
+        links.push(id);
+        done.linked++;
+      }
     } else if (roll < 0.4) {
-      if (links.length > 0) t.unlink(links.splice(Math.floor(random() * links.length), 1)[0]!);
+      if (links.length > 0 && t.unlink(links.splice(Math.floor(random() * links.length), 1)[0]!)) {
+        done.unlinked++;
+      }
     } else if (roll < 0.6) {
       monitors.set(t.monitor(pick(targets), watch), { removed: false, downs: 0 });
     } else if (roll < 0.72) {
       const live = [...monitors].filter(([, m]) => !m.removed && m.downs === 0);
       if (live.length > 0) {
         const [id, m] = pick(live);
-        if (t.demonitor(id)) m.removed = true;
+        if (t.demonitor(id)) {
+          m.removed = true;
+          done.demonitored++;
+        }
       }
     } else if (roll < 0.723) {
       t.kill(pick(targets));
+      done.kills++;
     } else if (roll < 0.86) {
       mine.boxes.push(mine.group.createMailbox({ capacity: 64 }));
       if (mine.boxes.length > 3) mine.boxes.shift()!.close();
@@ -225,7 +236,7 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
   }
   const ownDead = own.filter((o) => o.group.dead).length;
   t.close();
-  return { problems, monitors: monitors.size, ownDead };
+  return { problems, monitors: monitors.size, ownDead, ...done };
 }
 
 /**
