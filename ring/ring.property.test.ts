@@ -5,8 +5,8 @@
  * The model is exact: it knows the record layout (8-byte header, 8-byte
  * alignment), the padding record a claim that does not fit before the end
  * takes, and when the consumer hands consumed space back to producers (after
- * a quarter of the ring, or when it finds nothing to read; see the consumer
- * section of ring.ts). So it predicts every tryWrite/tryClaim answer, every
+ * a quarter of the ring, and when it finds nothing to read if the ring's
+ * `handsBackWhenDry` says so; see the consumer section of ring.ts). So it predicts every tryWrite/tryClaim answer, every
  * record read (type and bytes), and usedBytes after every step. Several
  * producers hold claims open across other operations, so unpublished
  * records at the head are modelled too.
@@ -46,6 +46,7 @@ class Model {
   constructor(
     readonly capacity: number,
     readonly maxRecordLength: number,
+    readonly handsBackWhenDry: boolean,
   ) {}
 
   /** Reserves a record; returns its entry, or null when the ring is full. */
@@ -73,7 +74,7 @@ class Model {
     for (;;) {
       const front = this.queue[0];
       if (front === undefined || !front.published) {
-        this.handedBack = this.head;
+        if (this.handsBackWhenDry) this.handedBack = this.head;
         return null;
       }
       if (!front.padding) return front;
@@ -154,7 +155,11 @@ function run({ capacityLog, maxFraction, ops }: Scenario): void {
   const maxRecordLength = Math.floor(maxFraction * limit);
   const f = makeFixture({ capacity, maxRecordLength, maxProducers: PRODUCERS });
   const ring = f.ring;
-  const model = new Model(capacity, maxRecordLength);
+  // Running dry must hand space back only when a quarter ring held back plus the largest
+  // claim (padding to the end and a maximal record) might not fit.
+  const handsBackWhenDry = capacity / 4 + 2 * recordBytes(maxRecordLength) > capacity;
+  expect(ring.handsBackWhenDry).toBe(handsBackWhenDry);
+  const model = new Model(capacity, maxRecordLength, handsBackWhenDry);
   const producers: Producer[] = [];
   for (let i = 0; i < PRODUCERS; i++) producers.push(f.slots.acquire());
   /** Per producer: the model entry and payload offset of its open claim. */

@@ -179,6 +179,12 @@ export class Ring {
   private publishedHead: number;
   /** Consumed bytes after which the consumer hands space back without waiting to run dry. */
   private readonly releaseEvery: number;
+  /**
+   * Whether the consumer hands space back each time it runs dry: needed only
+   * when the largest claim might not fit beside a quarter ring held back (see
+   * the consumer section). Fixed per ring.
+   */
+  readonly handsBackWhenDry: boolean;
 
   /** Bytes a ring of `capacity` bytes of record space occupies, header included. */
   static bytesFor(capacity: number): number {
@@ -271,6 +277,7 @@ export class Ring {
     this.consumerHead = Atomics.load(i32, this.base + W_HEAD);
     this.publishedHead = this.consumerHead;
     this.releaseEvery = this.capacity >>> 2;
+    this.handsBackWhenDry = this.releaseEvery + 2 * recordBytes(this.maxRecordLength) > this.capacity;
   }
 
   // ---------------------------------------------------------------- producers
@@ -514,12 +521,19 @@ export class Ring {
   //
   // The consumer keeps its position in `consumerHead` and publishes it to HEAD
   // lazily: once a quarter of the ring has been consumed since the last
-  // publication, whenever it finds the ring empty, and before parking. Each
-  // consumed record is zeroed at once; only the hand-over of its space to
+  // publication, before parking, and, only when it is needed, on running dry.
+  // Each consumed record is zeroed at once; only the hand-over of its space to
   // producers is batched (as Agrona's reader does per read call), saving two
-  // atomic operations per record. A producer waiting for room therefore gets
-  // it at the latest after a quarter ring more is consumed, or when the
-  // consumer catches up.
+  // atomic operations per record.
+  //
+  // Why running dry need not hand space back (`handsBackWhenDry` false): the
+  // consumer then holds back less than a quarter ring, X. A claim spans at
+  // most twice the largest record (padding to the end plus the record), S. If
+  // X + S <= capacity, a producer facing a drained ring always finds room, and
+  // one that found the ring full (and parked) saw at least a quarter ring
+  // unconsumed, so the consumer will cross a quarter mark and hand back (and
+  // notify) again. Rings whose largest record is too big for that keep handing
+  // back on running dry. A consumer that parks hands back first in both cases.
 
   /**
    * Looks at the oldest record without consuming it. Returns its payload
@@ -537,7 +551,7 @@ export class Ring {
       const published = Atomics.load(i32, headerWord);
       if (published === 0) {
         // ...then either the ring is empty or the record at head is claimed but unpublished.
-        if (head !== this.publishedHead) this.publishHead();
+        if (this.handsBackWhenDry && head !== this.publishedHead) this.publishHead();
         // Plain: a hint polled on every empty look. markDead wakes a parked consumer, and
         // prepareToPark re-reads it atomically, so a stale 0 delays recovery by one poll at most.
         if (i32[this.slots.deadCountWord] !== 0 && this.recoverStalledClaim(head)) continue;
@@ -640,7 +654,11 @@ export class Ring {
     if (this.consumerHead !== this.publishedHead) this.publishHead();
   }
 
-  /** Bytes claimed and not yet handed back. May be stale the moment it is read. */
+  /**
+   * Bytes claimed and not yet handed back to producers (consumed space the
+   * consumer still holds counts; `flushConsumed` first for what is unread).
+   * May be stale the moment it is read.
+   */
   get usedBytes(): number {
     return (Atomics.load(this.i32, this.base + W_TAIL) - Atomics.load(this.i32, this.base + W_HEAD)) >>> 0;
   }
