@@ -91,8 +91,9 @@ export class Table {
   private closed = false;
   /** @internal */ readonly groups = new Set<Group>();
   /** @internal */ readonly mailboxes = new Set<Mailbox>();
-  /** Monitor ids issued by this table, to the mailbox that watches. */
-  /** @internal */ readonly monitors = new Map<number, Mailbox>();
+  /** @internal Monitor ids issued by this table, to the mailbox that watches. */
+  readonly monitors = new Map<number, Mailbox>();
+  /** Link ids issued by this table: unlink accepts no other. */
   private readonly links = new Set<number>();
   /** Scratch for the capabilities of one send: (route, generation, perms) triples. */
   private capScratch = new Int32Array(48);

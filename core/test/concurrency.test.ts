@@ -260,13 +260,19 @@ describe('multi-worker', () => {
     const targets = Array.from({ length: 12 }, () => t.createGroup());
     const boxes = targets.map((g) => g.createMailbox({ capacity: 64 }));
     const workers = 3;
+    const startWords = new SharedArrayBuffer(8); // [workers ready, go]
     const running = Array.from({ length: workers }, (_, w) =>
       start(h.office, 'storm', {
         seed: 1000 + w,
         ops: 3000 * SCALE,
+        start: startWords,
         targets: boxes.map((mb) => t.toOwned(mb.export(Perm.ALL))),
       }),
     );
+    const go = new Int32Array(startWords);
+    while (Atomics.load(go, 0) < workers) await new Promise((r) => setTimeout(r, 5));
+    Atomics.store(go, 1, 1);
+    Atomics.notify(go, 1);
     for (const r of running) expect(await r.next()).toEqual({ phase: 'ops-done' });
     for (const g of targets) g.kill();
     // Every link of the web had a target on one side: killing them all leaves none.

@@ -155,7 +155,12 @@ function killer(args: { seed: number }) {
  * main thread has killed every target) checks that each monitor that was
  * not removed produced exactly one down, and each removed one none.
  */
-async function storm(args: { targets: OwnedCapability[]; seed: number; ops: number }) {
+async function storm(args: {
+  targets: OwnedCapability[];
+  seed: number;
+  ops: number;
+  start: SharedArrayBuffer;
+}) {
   const random = rng(args.seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const t = office.createTable();
@@ -184,6 +189,11 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
       t.release(s.route);
     }
   };
+  // Start together, so a late starter does not find every target dead already.
+  const start = new Int32Array(args.start);
+  Atomics.add(start, 0, 1);
+  Atomics.notify(start, 0);
+  while (Atomics.load(start, 1) === 0) Atomics.wait(start, 1, 0, 50);
   for (let op = 0; op < args.ops; op++) {
     const roll = random();
     const mine = pick(own);
@@ -215,9 +225,12 @@ async function storm(args: { targets: OwnedCapability[]; seed: number; ops: numb
           done.demonitored++;
         }
       }
-    } else if (roll < 0.723) {
-      t.kill(pick(targets));
-      done.kills++;
+    } else if (roll < 0.73) {
+      // A few kills per worker, in the second half: the targets live long enough to be linked.
+      if (op > args.ops / 2 && done.kills < 2) {
+        t.kill(pick(targets));
+        done.kills++;
+      }
     } else if (roll < 0.86) {
       mine.boxes.push(mine.group.createMailbox({ capacity: 64 }));
       if (mine.boxes.length > 3) mine.boxes.shift()!.close();
