@@ -7,10 +7,13 @@
 
 import { MessageChannel, type Transferable } from 'node:worker_threads';
 import { RingBuffer } from 'ringbuf.js';
+import { PostOffice } from '../core/index.ts';
 import { ProducerSlots, RECORD_HEADER_BYTES, Ring } from '../ring/index.ts';
 import type { Role, ScenarioSpec } from './protocol.ts';
-import { QUEUE_BYTES } from './scenarios.ts';
+import { CORE_REFERENCE, QUEUE_BYTES, type WorkerScenario } from './scenarios.ts';
 import type { AtomicsShared } from './workers/atomics.worker.ts';
+import type { CoreShared } from './workers/core.worker.ts';
+import { handoffBytes } from './workers/core-handoff.ts';
 import type { PortShared } from './workers/port.worker.ts';
 import type { PosternShared } from './workers/postern.worker.ts';
 import type { RingbufShared } from './workers/ringbuf.worker.ts';
@@ -166,5 +169,66 @@ export const bareAtomics: Contender = {
   },
 };
 
-/** Every contender, postern first: ratios are taken against it. */
+/** Every contender of the ring scenarios, postern first: ratios are taken against it. */
 export const CONTENDERS: readonly Contender[] = [postern, posternDrain, postMessage, ringbuf, bareAtomics];
+
+function coreContender(name: string, consume: CoreShared['consume'], what: string): Contender {
+  return {
+    name,
+    what,
+    entry: new URL('./workers/core.worker.ts', import.meta.url),
+    plan(spec) {
+      if (spec.kind !== 'throughput') return { notApplicable: 'the core scenarios are one-way throughput' };
+      // One office per pair, sized for one mailbox; the main thread only lays
+      // it out and detaches, so its producer slot is free again.
+      const office = PostOffice.create({
+        maxThreads: spec.producers + 2,
+        maxRoutes: 16,
+        maxGroups: 16,
+        maxTables: 16,
+        maxCapabilities: 64,
+        maxNodes: 64,
+        heapBytes: 4 * QUEUE_BYTES,
+        mailboxCapacity: QUEUE_BYTES,
+      });
+      const buffer = office.buffer;
+      office.detach();
+      const shared: CoreShared = {
+        office: buffer,
+        handoff: new SharedArrayBuffer(handoffBytes(spec.producers)),
+        capacity: QUEUE_BYTES,
+        consume,
+      };
+      return { workers: rolesOf(spec).map((r) => ({ ...r, shared })) };
+    },
+  };
+}
+
+/** Through the post office, reading in place: the core's fastest path, and the one its goal is about. */
+export const posternCore = coreContender(
+  CORE_REFERENCE,
+  'in-place',
+  'core/: table.send on an imported SEND handle; mailbox.tryReceiveInPlace per record (read in place)',
+);
+
+/** The same sends; the consumer takes a copy of each message (the default, safe receive). */
+export const posternCoreCopy = coreContender(
+  'postern core copy',
+  'copy',
+  'core/: table.send on an imported SEND handle; mailbox.tryReceive per record (a copy and a signal object)',
+);
+
+/** The bare ring under the same producers and consumer loops: the floor the core is measured against. */
+export const posternRing = posternContender(
+  'postern ring',
+  'peek',
+  'ring/ alone: tryWrite, peek + release per record (read in place); what core/ adds is the difference',
+);
+
+/** Contenders of the core scenarios, the reference first. */
+export const CORE_CONTENDERS: readonly Contender[] = [posternCore, posternCoreCopy, posternRing];
+
+/** The contenders a worker scenario runs. */
+export function contendersFor(scenario: WorkerScenario): readonly Contender[] {
+  return scenario.family === 'core' ? CORE_CONTENDERS : CONTENDERS;
+}

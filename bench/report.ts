@@ -7,10 +7,11 @@
 
 import { writeFileSync } from 'node:fs';
 import { barChart, type ChartGroup } from './charts.ts';
+import type { CoreMicroReport } from './core-micro.ts';
 import type { MicroResult } from './micro.ts';
 import type { CeilingResult } from './native.ts';
 import type { PairResult } from './runner.ts';
-import { OTHER_SCENARIOS, type WorkerScenario } from './scenarios.ts';
+import { CORE_REFERENCE, OTHER_SCENARIOS, referenceOf, type WorkerScenario } from './scenarios.ts';
 import { formatBytesRate, formatNs, formatRate, formatRatio } from './stats.ts';
 
 export interface Machine {
@@ -49,6 +50,8 @@ export interface RunReport {
   readonly otherLoad?: number;
   readonly scenarios: readonly ScenarioReport[];
   readonly micro?: readonly MicroResult[];
+  /** The single-thread core scenarios (core-micro.ts). */
+  readonly core?: CoreMicroReport;
   readonly ceiling?: CeilingResult;
   /** Worker-side performance.now() cost, ns, from the ping-pong pingers. */
   readonly timerNs?: number;
@@ -76,9 +79,12 @@ function ok(results: readonly PairResult[] | undefined, contender: string): Pair
   return r?.status === 'ok' ? r : undefined;
 }
 
-/** How many times better postern is than `r` (throughput: ratio of rates; latency: ratio of p50s). */
-export function advantage(results: readonly PairResult[], r: PairResult): number {
-  const p = ok(results, POSTERN);
+/**
+ * How many times better the reference contender (postern, or postern core in
+ * the core scenarios) is than `r` (throughput: ratio of rates; latency: ratio of p50s).
+ */
+export function advantage(results: readonly PairResult[], r: PairResult, reference = POSTERN): number {
+  const p = ok(results, reference);
   if (!p || r.status !== 'ok') return Number.NaN;
   if (r.throughput && p.throughput) return p.throughput.median / r.throughput.median;
   if (r.latency && p.latency) return r.latency.p50.median / p.latency.p50.median;
@@ -171,7 +177,56 @@ export function goals(report: RunReport): Goal[] {
       reference: parkRef,
     });
   }
+  list.push(coreGoal(report));
   return list;
+}
+
+/** The core's overhead allowance over the bare ring: core cost per record ≤ this × the ring's. */
+export const CORE_OVERHEAD_LIMIT = 1.5;
+
+/** core-send-16: the post office's throughput against the bare ring's, under the same workers. */
+function coreGoal(report: RunReport): Goal {
+  const goal = 'core-send-16: postern core throughput vs the bare ring (capability check and routing)';
+  const target = `≥ ${formatRatio(1 / CORE_OVERHEAD_LIMIT)} (≤ ${Math.round((CORE_OVERHEAD_LIMIT - 1) * 100)}% over the ring)`;
+  const results = resultsOf(report, 'core-send-16');
+  const core = ok(results, CORE_REFERENCE);
+  const ring = ok(results, CORE_RING);
+  const refs: string[] = [];
+  const send = report.core?.send;
+  const sc = send?.find((x) => x.contender === CORE_REFERENCE);
+  const sr = send?.find((x) => x.contender === CORE_RING);
+  if (sc && sr) {
+    refs.push(
+      `single-thread ${formatNs(sc.nsPerRecord)} vs ${formatNs(sr.nsPerRecord)} per send + receive ` +
+        `(${overhead(sc.nsPerRecord / sr.nsPerRecord)} over the ring)`,
+    );
+  }
+  const copy = ok(results, 'postern core copy');
+  if (copy?.throughput) refs.push(`receiving copies: ${formatRate(copy.throughput.median)}`);
+  const reference = refs.join('; ');
+  if (!core?.throughput || !ring?.throughput) {
+    return { goal, target, measured: 'n/a', status: 'not measured', reference };
+  }
+  const r = core.throughput.median / ring.throughput.median;
+  return {
+    goal,
+    target,
+    measured:
+      `${formatRatio(r)} (${formatRate(core.throughput.median)} vs ${formatRate(ring.throughput.median)}; ` +
+      `${overhead(1 / r)} over the ring)`,
+    status: r * CORE_OVERHEAD_LIMIT >= 1 ? 'met' : 'not met',
+    reference,
+  };
+}
+
+/** The bare-ring contender of the core scenarios. */
+const CORE_RING = 'postern ring';
+
+/** "+23%" for a cost ratio of 1.23 (and "−5%" when below 1). */
+function overhead(costRatio: number): string {
+  if (!Number.isFinite(costRatio)) return 'n/a';
+  const pct = Math.round((costRatio - 1) * 100);
+  return pct >= 0 ? `+${pct}%` : `−${-pct}%`;
 }
 
 // ------------------------------------------------------------------ charts
@@ -179,11 +234,12 @@ export function goals(report: RunReport): Goal[] {
 export function chartFor(report: RunReport, scenario: WorkerScenario): string {
   const results = resultsOf(report, scenario.spec.name) ?? [];
   const measured = results.filter((r) => r.status === 'ok');
+  const reference = referenceOf(scenario);
   if (scenario.spec.kind === 'throughput') {
     const size = scenario.spec.size;
     const groups: ChartGroup[] = measured.map((r) => ({
       label: r.contender,
-      highlight: r.contender === POSTERN,
+      highlight: r.contender === reference,
       bars: [
         {
           value: r.throughput!.median,
@@ -227,6 +283,80 @@ export function microChart(micro: readonly MicroResult[]): string {
   });
 }
 
+/** The charts of the single-thread core scenarios that ran: scenario name → SVG. */
+export function coreCharts(core: CoreMicroReport): Map<string, string> {
+  const charts = new Map<string, string>();
+  if (core.send) {
+    charts.set(
+      'core-single-thread',
+      barChart({
+        title: 'core-single-thread: send + receive of a 16-byte record, core vs ring',
+        subtitle: 'nanoseconds per record, tinybench median; shorter is better',
+        series: ['ns/record'],
+        groups: core.send.map((x) => ({
+          label: x.contender,
+          highlight: x.contender === CORE_REFERENCE,
+          bars: [{ value: x.nsPerRecord, text: formatNs(x.nsPerRecord) }],
+        })),
+      }),
+    );
+  }
+  if (core.caps) {
+    charts.set(
+      'core-caps',
+      barChart({
+        title: `core-caps: one message carrying k capabilities (${formatNs(core.caps.nsPerCap)} per capability)`,
+        subtitle:
+          'nanoseconds per message: send, receive, release of the imported handles; shorter is better',
+        series: ['ns/message'],
+        groups: core.caps.points.map((p) => ({
+          label: `${p.caps} capabilities`,
+          highlight: true,
+          bars: [{ value: p.nsPerMessage, text: formatNs(p.nsPerMessage) }],
+        })),
+      }),
+    );
+  }
+  if (core.fanOut) {
+    const sizes = [...new Set(core.fanOut.map((p) => p.monitors))];
+    const bar = (n: number, w: string) => {
+      const p = core.fanOut!.find((x) => x.monitors === n && x.watchers === w);
+      return p ? { value: p.ns, text: `${formatNs(p.ns)} (${formatNs(p.ns / n)} per down)` } : undefined;
+    };
+    charts.set(
+      'core-fan-out',
+      barChart({
+        title: 'core-fan-out: close a route watched by N monitors, receive the N downs',
+        subtitle: 'time from the close call to the last down, tinybench median; shorter is better',
+        series: ['a mailbox per monitor', 'all into one mailbox'],
+        groups: sizes.map((n) => ({
+          label: `${n.toLocaleString('en-US')} monitors`,
+          highlight: true,
+          bars: [bar(n, 'mailbox each'), bar(n, 'one mailbox')],
+        })),
+      }),
+    );
+  }
+  if (core.kill) {
+    charts.set(
+      'core-kill-web',
+      barChart({
+        title: `core-kill-web: one kill of ${core.kill[0]?.groups.toLocaleString('en-US')} linked groups`,
+        subtitle: 'time of the synchronous kill call, tinybench median; shorter is better',
+        series: ['kill'],
+        groups: core.kill.map((k) => ({
+          label: `${k.shape} (${k.links.toLocaleString('en-US')} links)`,
+          highlight: true,
+          bars: [
+            { value: k.median, text: `${formatNs(k.median)} (${formatNs(k.median / k.groups)} per group)` },
+          ],
+        })),
+      }),
+    );
+  }
+  return charts;
+}
+
 /** Writes every chart into `dir` (which must exist); returns scenario name → file name. */
 export function writeCharts(report: RunReport, dir: string): Map<string, string> {
   const files = new Map<string, string>();
@@ -238,6 +368,12 @@ export function writeCharts(report: RunReport, dir: string): Map<string, string>
   if (report.micro) {
     writeFileSync(`${dir}/single-thread.svg`, microChart(report.micro));
     files.set('single-thread', 'single-thread.svg');
+  }
+  if (report.core) {
+    for (const [name, svg] of coreCharts(report.core)) {
+      writeFileSync(`${dir}/${name}.svg`, svg);
+      files.set(name, `${name}.svg`);
+    }
   }
   return files;
 }
@@ -259,16 +395,18 @@ function scenarioTable(
   ceiling?: CeilingResult,
 ): string {
   const spec = scenario.spec;
+  const reference = referenceOf(scenario);
+  const column = reference === POSTERN ? 'postern ×' : 'core ×';
   if (spec.kind === 'throughput') {
     const rows = results.map((r) => {
       if (r.status !== 'ok') return [r.contender, r.status, '', '', '', r.reason ?? ''];
       const t = r.throughput!;
       return [
-        r.contender === POSTERN ? `**${r.contender}**` : r.contender,
+        r.contender === reference ? `**${r.contender}**` : r.contender,
         formatRate(t.median),
         formatBytesRate(t.median * spec.size),
         `${formatRate(t.min)} – ${formatRate(t.max)}`,
-        r.contender === POSTERN ? '—' : formatRatio(advantage(results, r)),
+        r.contender === reference ? '—' : formatRatio(advantage(results, r, reference)),
         `${t.values.length} rounds of ${r.n.toLocaleString('en-US')} records`,
       ];
     });
@@ -284,7 +422,7 @@ function scenarioTable(
       ]);
     }
     return table(
-      ['contender', 'records/s (median)', 'payload bytes/s', 'range over rounds', 'postern ×', 'notes'],
+      ['contender', 'records/s (median)', 'payload bytes/s', 'range over rounds', column, 'notes'],
       rows,
     );
   }
@@ -372,7 +510,9 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
     ),
     '',
     '"postern ×" in the tables below is how many times better postern is than that row: ' +
-      'throughput postern ÷ row, latency row ÷ postern (p50). Above 1, postern wins; below 1, it loses.',
+      'throughput postern ÷ row, latency row ÷ postern (p50). Above 1, postern wins; below 1, it loses. ' +
+      'In the core-* tables, "core ×" is the same against postern core (the post office, reading in place): ' +
+      'against the bare ring it is below 1, and the goal above says by how much it may be.',
     '',
   );
   for (const { scenario, results, probeBefore, probeAfter } of report.scenarios) {
@@ -407,6 +547,7 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
       '',
     );
   }
+  if (report.core) out.push(...coreSections(report.core, chartDir, charts));
   const ceilingInfo = OTHER_SCENARIOS.find((o) => o.name === 'ceiling')!;
   out.push(`## ceiling: ${ceilingInfo.title}`, '', ceilingInfo.description, '');
   const c = report.ceiling;
@@ -465,6 +606,141 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
   return `${out.join('\n')}\n`;
 }
 
+/** Heading, description and chart of one of the OTHER_SCENARIOS. */
+function otherHeading(name: string, chartDir: string, charts: Map<string, string>): string[] {
+  const info = OTHER_SCENARIOS.find((o) => o.name === name)!;
+  const lines = [`## ${name}: ${info.title}`, '', info.description, ''];
+  const chart = charts.get(name);
+  if (chart) lines.push(`![${name}](${chartDir}/${chart})`, '');
+  return lines;
+}
+
+/** The markdown of the single-thread core scenarios that ran. */
+function coreSections(core: CoreMicroReport, chartDir: string, charts: Map<string, string>): string[] {
+  const out: string[] = [];
+  if (core.send) {
+    out.push(...otherHeading('core-single-thread', chartDir, charts));
+    const c = core.send.find((x) => x.contender === CORE_REFERENCE);
+    const ring = core.send.find((x) => x.contender === CORE_RING);
+    out.push(
+      table(
+        ['contender', 'ns per record (median)', 'core ×', 'what one record costs'],
+        core.send.map((x) => [
+          x.contender === CORE_REFERENCE ? `**${x.contender}**` : x.contender,
+          formatNs(x.nsPerRecord),
+          x.contender === CORE_REFERENCE || !c ? '—' : formatRatio(x.nsPerRecord / c.nsPerRecord),
+          x.what,
+        ]),
+      ),
+      '',
+    );
+    if (c && ring) {
+      out.push(
+        `Through the post office a record costs ${formatNs(c.nsPerRecord - ring.nsPerRecord)} more than on ` +
+          `the bare ring (${overhead(c.nsPerRecord / ring.nsPerRecord)}): the handle check, the permission ` +
+          'check, the route pin and unpin around the write, and the close check on receive.',
+        '',
+      );
+    }
+  }
+  if (core.caps) {
+    out.push(...otherHeading('core-caps', chartDir, charts));
+    const base = core.caps.points.find((p) => p.caps === 0);
+    out.push(
+      table(
+        ['capabilities per message', 'ns per message (median)', 'above no capability', 'per capability'],
+        core.caps.points.map((p) => [
+          String(p.caps),
+          formatNs(p.nsPerMessage),
+          base && p.caps > 0 ? formatNs(p.nsPerMessage - base.nsPerMessage) : '—',
+          base && p.caps > 0 ? formatNs((p.nsPerMessage - base.nsPerMessage) / p.caps) : '—',
+        ]),
+      ),
+      '',
+      `**Cost per transferred capability: ${formatNs(core.caps.nsPerCap)}** (least-squares slope over ` +
+        `the four points; intercept ${formatNs(core.caps.nsBase)}). It covers checking the handle in the ` +
+        'sending table, the reference the record takes on the route, the import into the receiving table, ' +
+        'and the release of the imported handle.',
+      '',
+    );
+  }
+  if (core.fanOut) {
+    out.push(...otherHeading('core-fan-out', chartDir, charts));
+    out.push(
+      table(
+        ['monitors', 'downs go to', 'close → last down (median)', 'per down', 'samples'],
+        core.fanOut.map((p) => [
+          p.monitors.toLocaleString('en-US'),
+          p.watchers === 'mailbox each' ? 'a mailbox per monitor' : 'one mailbox',
+          formatNs(p.ns),
+          formatNs(p.ns / p.monitors),
+          String(p.samples),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (core.kill) {
+    out.push(...otherHeading('core-kill-web', chartDir, charts));
+    out.push(
+      table(
+        ['shape', 'groups', 'links', 'kill (median)', 'range over samples', 'per group', 'samples'],
+        core.kill.map((k) => [
+          k.shape === 'chain' ? 'chain, killed from one end' : 'random web, killed at a random group',
+          k.groups.toLocaleString('en-US'),
+          k.links.toLocaleString('en-US'),
+          formatNs(k.median),
+          `${formatNs(k.min)} – ${formatNs(k.max)}`,
+          formatNs(k.median / k.groups),
+          String(k.samples),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (core.problems.length > 0) {
+    out.push('**Leak check failed:**', '', ...core.problems.map((p) => `- ${p}`), '');
+  } else {
+    out.push(
+      'Every single-thread core scenario ran on its own post office, and each one came back to the ' +
+        '`stats()` it had right after `create` (routes, groups, tables, capabilities, monitors, downs, ' +
+        'links, owned tokens, nodes, heap bytes, threads).',
+      '',
+    );
+  }
+  return out;
+}
+
+/** Summary lines of the single-thread core scenarios. */
+function coreSummaryRows(core: CoreMicroReport): string[][] {
+  const rows: string[][] = [];
+  for (const x of core.send ?? [])
+    rows.push(['core-single-thread', x.contender, `${formatNs(x.nsPerRecord)} per record`, '']);
+  if (core.caps) {
+    for (const p of core.caps.points)
+      rows.push(['core-caps', `${p.caps} capabilities`, `${formatNs(p.nsPerMessage)} per message`, '']);
+    rows.push(['core-caps', 'slope', `${formatNs(core.caps.nsPerCap)} per capability`, '']);
+  }
+  for (const p of core.fanOut ?? []) {
+    rows.push([
+      'core-fan-out',
+      `${p.monitors} monitors, ${p.watchers}`,
+      `${formatNs(p.ns)} (${formatNs(p.ns / p.monitors)} per down)`,
+      '',
+    ]);
+  }
+  for (const k of core.kill ?? []) {
+    rows.push([
+      'core-kill-web',
+      `${k.shape}, ${k.links} links`,
+      `kill ${formatNs(k.median)} (${formatNs(k.median / k.groups)} per group)`,
+      '',
+    ]);
+  }
+  for (const p of core.problems) rows.push(['core', 'LEAK', p.slice(0, 70), '']);
+  return rows;
+}
+
 /** One caveat line on how far the C cache-line probe moved during the run, if it ran. */
 function probeNote(report: RunReport): string[] {
   const probes = report.scenarios.flatMap((s) =>
@@ -490,12 +766,15 @@ export function summaryText(report: RunReport): string {
       else if (r.throughput)
         figure = `${formatRate(r.throughput.median)}  ${formatBytesRate(r.throughput.median * scenario.spec.size)}`;
       else figure = `p50 ${formatNs(r.latency!.p50.median)}  p99 ${formatNs(r.latency!.p99.median)}`;
-      const adv = r.status === 'ok' && r.contender !== POSTERN ? formatRatio(advantage(results, r)) : '';
+      const reference = referenceOf(scenario);
+      const adv =
+        r.status === 'ok' && r.contender !== reference ? formatRatio(advantage(results, r, reference)) : '';
       rows.push([scenario.spec.name, r.contender, figure.slice(0, 70), adv]);
     }
   }
   for (const x of report.micro ?? [])
     rows.push(['single-thread', x.contender, `${formatNs(x.nsPerRecord)} per record`, '']);
+  if (report.core) rows.push(...coreSummaryRows(report.core));
   const c = report.ceiling;
   if (c?.status === 'ok') {
     if (c.spin)

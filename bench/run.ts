@@ -5,6 +5,7 @@
  *   npm run bench                      full run; writes BENCHMARKS.md and bench/charts/*.svg
  *   npm run bench -- --quick           short rounds (smoke test); report goes to bench/out/
  *   npm run bench -- --only ping-pong  only the named scenarios (a name or a prefix: ping-pong, one-way)
+ *   npm run bench -- --only core       the post office against the bare ring (every core-* scenario)
  *   npm run bench -- --write           write BENCHMARKS.md even for a --quick or --only run
  *   POSTERN_BENCH_SCALE=0.5 npm run bench   scales round budgets and iteration counts
  *
@@ -15,13 +16,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { CONTENDERS } from './contenders.ts';
+import { contendersFor } from './contenders.ts';
+import { type CoreMicroReport, runCoreMicro } from './core-micro.ts';
 import { startLoadMeter } from './machine-load.ts';
 import { type MicroResult, runMicro } from './micro.ts';
 import { buildCeiling, type CeilingResult, probeCacheLine, runCeiling } from './native.ts';
 import { type RunReport, renderMarkdown, type ScenarioReport, summaryText, writeCharts } from './report.ts';
 import { type RunSettings, runScenario } from './runner.ts';
-import { ALL_SCENARIO_NAMES, selected, WORKER_SCENARIOS } from './scenarios.ts';
+import { ALL_SCENARIO_NAMES, CORE_MICRO_SCENARIOS, selected, WORKER_SCENARIOS } from './scenarios.ts';
 import { median } from './stats.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -112,7 +114,7 @@ async function main(): Promise<number> {
   let probeBefore = await probe();
   for (const scenario of WORKER_SCENARIOS) {
     if (!selected(scenario.spec.name, args.only)) continue;
-    const results = await runScenario(scenario, CONTENDERS, settings);
+    const results = await runScenario(scenario, contendersFor(scenario), settings);
     const probeAfter = await probe();
     scenarios.push({ scenario, results, probeBefore, probeAfter });
     probeBefore = probeAfter;
@@ -127,6 +129,16 @@ async function main(): Promise<number> {
   let micro: MicroResult[] | undefined;
   if (selected('single-thread', args.only)) {
     micro = await runMicro({ timeMs: (args.quick ? 50 : 500) * scale, log });
+  }
+
+  let core: CoreMicroReport | undefined;
+  if (CORE_MICRO_SCENARIOS.some((name) => selected(name, args.only))) {
+    core = await runCoreMicro({
+      timeMs: (args.quick ? 50 : 500) * scale,
+      samplesScale: (args.quick ? 0.1 : 1) * scale,
+      only: args.only,
+      log,
+    });
   }
 
   let ceiling: CeilingResult | undefined;
@@ -155,6 +167,7 @@ async function main(): Promise<number> {
     wallMs: performance.now() - started,
     scenarios,
     micro,
+    core,
     ceiling,
     timerNs: timers.length ? median(timers) : undefined,
   };
@@ -181,6 +194,10 @@ async function main(): Promise<number> {
     log(
       `${failed.length} contender run(s) failed: ${failed.map((r) => `${r.scenario}/${r.contender}`).join(', ')}`,
     );
+    return 1;
+  }
+  if (core && core.problems.length > 0) {
+    log(`${core.problems.length} post office(s) did not come back to baseline: ${core.problems.join('; ')}`);
     return 1;
   }
   return 0;

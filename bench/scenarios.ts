@@ -10,6 +10,11 @@ export interface WorkerScenario {
   readonly spec: ScenarioSpec;
   readonly title: string;
   readonly description: string;
+  /**
+   * Which contenders run it: the ring and its peers (default), or the post
+   * office against the bare ring (contenders.ts, contendersFor).
+   */
+  readonly family?: 'ring' | 'core';
 }
 
 const RING_BYTES = 1 << 20;
@@ -54,6 +59,21 @@ export const WORKER_SCENARIOS: readonly WorkerScenario[] = [
       'As ping-pong-spin, but each side sleeps until the other wakes it (Atomics.wait / notify, or the ' +
       'event loop for postMessage).',
   },
+  {
+    spec: { kind: 'throughput', name: 'core-send-16', size: 16, producers: 1 },
+    family: 'core',
+    title: 'Through the post office vs the bare ring, 16-byte records',
+    description:
+      'As one-way-16, but the producer sends through core/ (table.send on a SEND capability it imported ' +
+      'from an owned token) to a mailbox the consumer created, against the bare ring under the same loops. ' +
+      'The difference is what the capability check, the routing and the route pin cost per record.',
+  },
+  {
+    spec: { kind: 'throughput', name: 'core-send-256', size: 256, producers: 1 },
+    family: 'core',
+    title: 'Through the post office vs the bare ring, 256-byte records',
+    description: 'As core-send-16, with 256-byte records.',
+  },
 ];
 
 /** Scenarios that do not run worker pairs. */
@@ -66,6 +86,37 @@ export const OTHER_SCENARIOS = [
       'of the two calls with no cache line moving between cores.',
   },
   {
+    name: 'core-single-thread',
+    title: 'Single-thread cost of one send and one receive through the post office',
+    description:
+      'tinybench, one thread: table.send of a 16-byte record on an imported SEND handle, then one receive ' +
+      'from the mailbox, against the same write and read on the bare ring.',
+  },
+  {
+    name: 'core-caps',
+    title: 'Cost of each transferred capability',
+    description:
+      'tinybench, one thread: a 16-byte message carrying 0, 1, 4 or 16 capabilities (to distinct routes) ' +
+      'is sent, received in place (each capability imported into the receiving table) and the imported ' +
+      'handles released. The cost per capability is the slope of a least-squares line through the four points.',
+  },
+  {
+    name: 'core-fan-out',
+    title: 'Monitor fan-out',
+    description:
+      'One route watched by N monitors (N = 1, 100, 1000); the timed part is closing the route and ' +
+      'receiving all N down signals. Each monitor reports to its own mailbox, or all report to one ' +
+      'mailbox. Watchers are rebuilt between samples, outside the timed part.',
+  },
+  {
+    name: 'core-kill-web',
+    title: 'Kill of a web of 10,000 linked groups',
+    description:
+      'Ten thousand groups, one mailbox each, linked in a chain or in a random connected web; the timed ' +
+      'part is the one synchronous kill call, which returns only once every group is dead. The groups ' +
+      'are rebuilt between samples, outside the timed part, and each sample checks that all of them died.',
+  },
+  {
     name: 'ceiling',
     title: 'Hardware ceiling (C, pthreads, C11 atomics)',
     description:
@@ -74,10 +125,28 @@ export const OTHER_SCENARIOS = [
   },
 ] as const;
 
+/** The single-thread core scenarios (core-micro.ts), in run order. */
+export const CORE_MICRO_SCENARIOS = [
+  'core-single-thread',
+  'core-caps',
+  'core-fan-out',
+  'core-kill-web',
+] as const;
+
 export const ALL_SCENARIO_NAMES: readonly string[] = [
   ...WORKER_SCENARIOS.map((s) => s.spec.name),
   ...OTHER_SCENARIOS.map((s) => s.name),
 ];
+
+/** The contender the ring scenarios' ratios are taken against. */
+export const RING_REFERENCE = 'postern';
+/** The contender the core scenarios' ratios are taken against. */
+export const CORE_REFERENCE = 'postern core';
+
+/** The contender a worker scenario's ratios ("× columns") are taken against. */
+export function referenceOf(scenario: WorkerScenario): string {
+  return scenario.family === 'core' ? CORE_REFERENCE : RING_REFERENCE;
+}
 
 /** Whether `name` is selected by the `--only` filters (none: everything is). */
 export function selected(name: string, only: readonly string[]): boolean {
