@@ -67,7 +67,7 @@ export function createGroup(o: Shared): number {
   const i32 = o.i32;
   const g = o.groups.alloc();
   const w = o.groups.word(g);
-  Atomics.store(i32, w + G_LOCK, 0);
+  // G_LOCK is left alone: only lock/unlock change a lock word (a killer holding a stale id may hold it now).
   Atomics.store(i32, w + G_MEMBERS, 0);
   Atomics.store(i32, w + G_LINKS, 0);
   Atomics.store(i32, w + G_REFS, 1);

@@ -104,7 +104,7 @@ export function createRoute(
   Atomics.store(i32, w + R_GROUP_GEN, Atomics.load(i32, o.groups.word(g) + G_GEN));
   Atomics.store(i32, w + R_RING, ringOffset);
   Atomics.store(i32, w + R_RING_PAGES, Math.ceil(ringBytes / PAGE_BYTES));
-  Atomics.store(i32, w + R_LOCK, 0);
+  // R_LOCK is left alone: only lock/unlock change a lock word (a thread validating a stale id may hold it now).
   Atomics.store(i32, w + R_MONITORS, 0);
   Atomics.store(i32, w + R_DOWNS, 0);
   Atomics.store(i32, w + R_REASON, 0);
