@@ -4,6 +4,7 @@
  *
  *   header          256 bytes, words below (H_*)
  *   producer slots  ring/'s ProducerSlots: one per attached thread
+ *   thread records  THREAD_BYTES per producer slot (TH_*): hazard word
  *   route pool      bitmap, then ROUTE_BYTES per route slot (R_*)
  *   group pool      bitmap, then GROUP_BYTES per group slot (G_*)
  *   table pool      bitmap, then TABLE_BYTES per table slot (T_*)
@@ -75,6 +76,8 @@ export const POOL_ENTRIES = 3;
 export const POOL_NODES = 4;
 export const POOL_HEAP = 5;
 export const POOL_COUNT = 6;
+/** Byte offset of the thread records (one per producer slot). */
+export const H_THREADS_OFFSET = 26;
 // Global counters (words 32..63), changed with Atomics.add/sub by whichever
 // thread changes what they count; read by stats() and may be stale:
 export const C_IN_USE = 32; // slots in use per pool, at C_IN_USE + pool (heap: pages)
@@ -86,6 +89,21 @@ export const C_LINK_ENDS = 44; // link nodes (two per link)
 export const C_OWNED = 45; // owned capabilities not yet imported or discarded
 export const C_RETIRED = 46; // slots retired because their generation ran out
 
+// ------------------------------------------------------------------ threads
+/** A thread record, one cache line per producer slot, written by the thread holding that slot. */
+export const THREAD_BYTES = 64;
+/**
+ * Hazard: while this thread uses a route's ring in a synchronous call (send,
+ * nudge, down push), (generation tag << HAZARD_TAG_SHIFT) | (route index + 1);
+ * else 0. The tag is the low bits of the thread's producer-slot generation,
+ * so whoever declares the thread dead clears its hazard, never a later
+ * holder's. Stored before the thread reads the route's close state; a ring
+ * is freed only when no hazard names its route (routes.ts, settle).
+ */
+export const TH_HAZARD = 0;
+export const HAZARD_TAG_SHIFT = 23;
+export const HAZARD_ROUTE_MASK = (1 << HAZARD_TAG_SHIFT) - 1;
+
 // ------------------------------------------------------------------ routes
 /** A route slot: one route and its mailbox. */
 export const ROUTE_BYTES = 64;
@@ -93,7 +111,8 @@ export const ROUTE_BYTES = 64;
 export const R_GEN = 0;
 /**
  * Lifecycle word: flag bits (R_*_BIT) over a pin count (PIN_COUNT_MASK).
- * Senders and down-pushers add 1 around their use of the ring; the flags
+ * Awaiting senders add 1 around their use of the ring (synchronous users
+ * post a hazard in their thread record instead); the flags
  * record the route's close and the release of its ring and slot, so that
  * exactly one thread frees each (see routes.ts, settle).
  */
@@ -151,7 +170,9 @@ export const GS_DEAD = 2;
 export const TABLE_BYTES = 16;
 export const T_GEN = 0;
 export const T_ENTRIES = 1; // live entries, for information
-export const T_THREAD = 2; // producer slot of the owning thread, for information
+/** Producer slot of the owning thread, or -1 while the slot is free; written by the owner at creation and close. */
+export const T_THREAD = 2;
+export const T_THREAD_GEN = 3; // that slot's generation: which thread, for markThreadDead
 
 /** A capability-table entry. Written only by the owning table's thread. */
 export const ENTRY_BYTES = 32;

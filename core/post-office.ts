@@ -21,6 +21,7 @@ import {
   C_OPEN_ROUTES,
   C_OWNED,
   C_RETIRED,
+  HAZARD_ROUTE_MASK,
   HEADER_BYTES,
   ID_INDEX_LIMIT,
   PAGE_BYTES,
@@ -30,9 +31,12 @@ import {
   POOL_NODES,
   POOL_ROUTES,
   POOL_TABLES,
+  TH_HAZARD,
+  THREAD_BYTES,
 } from './layout.ts';
-import { type LayoutSizes, POOL_SLOT_BYTES, Shared } from './shared.ts';
-import { claimOwned, dropOwned, type OwnedCapability, Table } from './table.ts';
+import { settle } from './routes.ts';
+import { hazardTag, type LayoutSizes, POOL_SLOT_BYTES, Shared } from './shared.ts';
+import { claimOwned, dropOwned, type OwnedCapability, reclaimTablesOf, Table } from './table.ts';
 
 export interface PostOfficeOptions {
   /** Threads that may attach at once (producer slots). Default 64. */
@@ -138,11 +142,32 @@ export class PostOffice {
   }
 
   /**
-   * Declares a thread that attached this post office dead, after its worker
-   * exited, so that mailbox rings skip a claim it left half-written.
+   * Declares a thread that attached this post office dead, once its worker
+   * has exited (never while it may still run). Mailbox rings then skip a
+   * claim it left half-written; a ring it was writing into when it died is
+   * no longer held; the capabilities of its tables are released and the
+   * tables freed. Mailboxes and groups it created are not reclaimed, and a
+   * thread that dies inside a control operation (kill, link, monitor) may
+   * leave a lock held: recovery covers death while sending and between
+   * operations.
    */
   markThreadDead(slot: number, generation: number): boolean {
-    return this.o.slots.markDead(slot, generation);
+    const o = this.o;
+    if (!Number.isInteger(slot) || slot < 0 || slot >= o.threadCount)
+      throw new RangeError(`no thread slot ${slot}`);
+    if (slot === o.producer.slot) throw new RangeError('a thread cannot declare itself dead');
+    // First the ring's view: consumers may now skip its open claim, and a ring
+    // freed below releases the slot with it.
+    if (!o.slots.markDead(slot, generation)) return false;
+    // It may have died inside a send: its hazard would hold that ring for ever.
+    const word = o.threadRecord(slot) + TH_HAZARD;
+    const hazard = Atomics.load(o.i32, word);
+    if (hazard !== 0 && (hazard & ~HAZARD_ROUTE_MASK) === hazardTag(generation)) {
+      if (Atomics.compareExchange(o.i32, word, hazard, 0) === hazard)
+        settle(o, (hazard & HAZARD_ROUTE_MASK) - 1);
+    }
+    reclaimTablesOf(o, slot, generation);
+    return true;
   }
 
   /** A new capability table owned by the calling thread. */
@@ -233,7 +258,7 @@ function resolveSizes(options: PostOfficeOptions): LayoutSizes {
   };
 }
 
-/** Byte offsets: producer slots, then (bitmap, slots) per pool in POOL_* order. */
+/** Byte offsets: producer slots, then (bitmap, slots) per pool in POOL_* order, then the thread records. */
 function planLayout(sizes: LayoutSizes): { offsets: number[]; total: number } {
   const counts = [sizes.routes, sizes.groups, sizes.tables, sizes.capabilities, sizes.nodes];
   counts.push(sizes.heapBytes / PAGE_BYTES);
@@ -246,5 +271,7 @@ function planLayout(sizes: LayoutSizes): { offsets: number[]; total: number } {
     offsets.push(at);
     at += align64(counts[p]! * POOL_SLOT_BYTES[p]!);
   }
+  offsets.push(at);
+  at += sizes.threads * THREAD_BYTES;
   return { offsets, total: at };
 }

@@ -8,11 +8,15 @@
  *   open --close--> CLOSED --owner lets go--> +GONE --pins drain--> +RING_FREED
  *        --last reference dropped, slot left its group--> +UNREF --> +SLOT_FREED
  *
- * - Senders and down-pushers pin (add 1) before touching the ring and unpin
- *   after; a pinned ring is never freed. They only pin while holding a
- *   reference, so a pin never lands on a freed slot.
+ * - Senders and down-pushers post a hazard (their thread record names the
+ *   route) before touching the ring and clear it after; an awaiting sender
+ *   pins instead (adds 1 to the count). A ring with a hazard or a pin on it
+ *   is never freed. Both only happen while holding a reference, so neither
+ *   lands on a freed slot. A dead thread's hazard is cleared by whoever
+ *   declares it dead.
  * - After any change, `settle` frees what has become free: the ring once the
- *   owner is GONE and no pin is held; the slot once UNREF and the ring freed.
+ *   owner is GONE and no hazard or pin is held; the slot once UNREF and the
+ *   ring freed.
  *   Each step is claimed by a compare-and-swap setting its bit.
  * - References (R_REFS) keep the slot (generation, close reason, group) alive
  *   for as long as anything can name the route, so kill, monitor and link on
@@ -158,7 +162,26 @@ export function runDeferred(o: Shared): void {
   }
 }
 
-/** Pins route `r` and returns the R_PIN value it found (test the flag bits). */
+/**
+ * Posts this thread's hazard on route `r` and returns its R_PIN word (test
+ * the flag bits). Until `leave`, a ring found open stays allocated: the
+ * freer reads hazards after publishing GONE, this reads GONE after posting
+ * the hazard, and with sequentially consistent atomics one of the two sees
+ * the other. One hazard per thread: used only by synchronous calls that
+ * never nest (send, nudge, down push).
+ */
+export function enter(o: Shared, r: number): number {
+  Atomics.store(o.i32, o.hazardWord, o.hazardTag | (r + 1)); // publishes the hazard before the state is read
+  return Atomics.load(o.i32, o.routes.word(r) + R_PIN);
+}
+
+export function leave(o: Shared, r: number): void {
+  Atomics.store(o.i32, o.hazardWord, 0);
+  // ...a freer that saw our hazard left the ring to us.
+  if ((Atomics.load(o.i32, o.routes.word(r) + R_PIN) & R_GONE_BIT) !== 0) settle(o, r);
+}
+
+/** Pins route `r` (a count, for users that hold the ring across an await) and returns the R_PIN value it found. */
 export function pin(o: Shared, r: number): number {
   return Atomics.add(o.i32, o.routes.word(r) + R_PIN, 1);
 }
@@ -177,6 +200,7 @@ export function settle(o: Shared, r: number): void {
     const v = Atomics.load(i32, word);
     if ((v & PIN_COUNT_MASK) !== 0) return; // ...a pin holder will settle when it unpins
     if ((v & R_GONE_BIT) !== 0 && (v & R_RING_FREED_BIT) === 0) {
+      if (o.hazarded(r)) return; // ...a thread in the ring will settle when it leaves
       if (Atomics.compareExchange(i32, word, v, v | R_RING_FREED_BIT) === v) freeRing(o, r);
       continue;
     }
@@ -197,6 +221,8 @@ function freeRing(o: Shared, r: number): void {
   const offset = Atomics.load(o.i32, w + R_RING);
   const ring = Ring.attach(o.buffer, offset);
   ring.drain((type, _bytes, at, _length) => discardRecord(o, type, at));
+  // Dead producers whose last claim was on this ring are released with it.
+  ring.reclaimDeadProducers();
   o.freeHeap(offset, Atomics.load(o.i32, w + R_RING_PAGES) * PAGE_BYTES);
 }
 
@@ -314,9 +340,9 @@ export function fireMonitors(o: Shared, r: number, reason: number, head: number)
 function deliverDown(o: Shared, watcher: number, node: number): void {
   const i32 = o.i32;
   const w = o.routes.word(watcher);
-  const v = pin(o, watcher);
+  const v = enter(o, watcher);
   if ((v & R_CLOSED_BIT) !== 0) {
-    unpin(o, watcher);
+    leave(o, watcher);
     discardDown(o, node);
   } else {
     const nw = o.nodes.word(node);
@@ -329,16 +355,16 @@ function deliverDown(o: Shared, watcher: number, node: number): void {
     }
     // The first down of a batch wakes the owner; later ones find it awake or about to take the batch.
     if (head === 0) o.ringOf(watcher).tryWrite(o.producer, REC_NUDGE, EMPTY);
-    unpin(o, watcher);
+    leave(o, watcher);
   }
   releaseRoute(o, watcher);
 }
 
 /** Wakes route `r`'s consumer (if its mailbox is still held) with an empty record. */
 export function nudge(o: Shared, r: number): void {
-  const v = pin(o, r);
+  const v = enter(o, r);
   if ((v & R_GONE_BIT) === 0) o.ringOf(r).tryWrite(o.producer, REC_NUDGE, EMPTY);
-  unpin(o, r);
+  leave(o, r);
 }
 
 /**

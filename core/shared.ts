@@ -21,8 +21,11 @@ import {
   H_POOLS,
   H_SLOTS_OFFSET,
   H_THREADS,
+  H_THREADS_OFFSET,
   H_TOTAL_BYTES,
   H_VERSION,
+  HAZARD_ROUTE_MASK,
+  HAZARD_TAG_SHIFT,
   LAYOUT_VERSION,
   MAGIC,
   MAX_GENERATION,
@@ -43,6 +46,8 @@ import {
   R_RING,
   ROUTE_BYTES,
   TABLE_BYTES,
+  TH_HAZARD,
+  THREAD_BYTES,
 } from './layout.ts';
 
 /** Slot size in bytes of each pool (heap: a page). */
@@ -115,6 +120,11 @@ export interface LayoutSizes {
   maxMessageBytes: number;
 }
 
+/** The tag a thread of producer-slot generation `generation` puts in its hazard word. */
+export function hazardTag(generation: number): number {
+  return (generation & 0xff) << HAZARD_TAG_SHIFT;
+}
+
 export class Shared {
   readonly buffer: SharedArrayBuffer;
   readonly i32: Int32Array;
@@ -132,6 +142,12 @@ export class Shared {
   readonly heapStart: number;
   readonly maxMessageBytes: number;
   readonly mailboxCapacity: number;
+  /** Word index of thread record 0. */
+  readonly threadBase: number;
+  /** Word index of this thread's hazard word. */
+  readonly hazardWord: number;
+  /** This thread's tag in its hazard word (see TH_HAZARD). */
+  readonly hazardTag: number;
 
   /** Producer-side Ring objects by route slot, valid while ringKeys[slot] is the route's generation + 1. */
   private readonly rings: (Ring | undefined)[];
@@ -146,6 +162,7 @@ export class Shared {
   groupUnrefRunning = false;
 
   /** Lays out an empty post office in `buffer`. Creator only, before anyone attaches. */
+  /** `offsets`: producer slots, then (bitmap, slots) per pool, then the thread records. */
   static init(buffer: SharedArrayBuffer, sizes: LayoutSizes, offsets: number[]): void {
     const i32 = new Int32Array(buffer);
     i32[H_VERSION] = LAYOUT_VERSION;
@@ -163,6 +180,7 @@ export class Shared {
       i32[H_POOLS + 3 * p + 2] = counts[p]!;
       new Bitmap(i32, offsets[1 + 2 * p]! >> 2, counts[p]!).init();
     }
+    i32[H_THREADS_OFFSET] = offsets[1 + 2 * POOL_COUNT]!;
     ProducerSlots.init(buffer, offsets[0]!, sizes.threads);
     Atomics.store(i32, H_MAGIC, MAGIC); // publishes the layout: attach checks this word
   }
@@ -197,12 +215,32 @@ export class Shared {
     this.heapStart = this.heap.slotBase << 2;
     this.slots = ProducerSlots.attach(buffer, i32[H_SLOTS_OFFSET]!);
     this.producer = this.slots.acquire();
+    this.threadBase = i32[H_THREADS_OFFSET]! >> 2;
+    this.hazardWord = this.threadRecord(this.producer.slot) + TH_HAZARD;
+    this.hazardTag = hazardTag(this.producer.generation);
+    Atomics.store(i32, this.hazardWord, 0);
     this.rings = new Array(this.routes.count);
     this.ringKeys = new Int32Array(this.routes.count);
   }
 
   get threadCount(): number {
     return this.i32[H_THREADS]!;
+  }
+
+  /** Word index of the thread record of producer slot `slot`. */
+  threadRecord(slot: number): number {
+    return this.threadBase + slot * (THREAD_BYTES >> 2);
+  }
+
+  /** Whether some thread's hazard names route `r` (its ring is in use). May be stale the moment it is read. */
+  hazarded(r: number): boolean {
+    const i32 = this.i32;
+    const mark = r + 1;
+    const stride = THREAD_BYTES >> 2;
+    for (let t = 0, w = this.threadBase + TH_HAZARD; t < this.threadCount; t++, w += stride) {
+      if ((Atomics.load(i32, w) & HAZARD_ROUTE_MASK) === mark) return true;
+    }
+    return false;
   }
 
   // ---------------------------------------------------------------- nodes

@@ -54,11 +54,21 @@ import {
   T_ENTRIES,
   T_GEN,
   T_THREAD,
+  T_THREAD_GEN,
 } from './layout.ts';
 import type { Mailbox } from './mailbox.ts';
 import { isPermSet, Perm, type Perms } from './perm.ts';
 import type { PostOffice } from './post-office.ts';
-import { demonitorRoute, monitorRoute, pin, releaseRoute, retainRoute, unpin } from './routes.ts';
+import {
+  demonitorRoute,
+  enter,
+  leave,
+  monitorRoute,
+  pin,
+  releaseRoute,
+  retainRoute,
+  unpin,
+} from './routes.ts';
 import type { Shared } from './shared.ts';
 
 /**
@@ -107,7 +117,8 @@ export class Table {
     this.index = o.tables.alloc();
     const w = o.tables.word(this.index);
     Atomics.store(o.i32, w + T_ENTRIES, 0);
-    Atomics.store(o.i32, w + T_THREAD, o.producer.slot);
+    Atomics.store(o.i32, w + T_THREAD_GEN, o.producer.generation);
+    Atomics.store(o.i32, w + T_THREAD, o.producer.slot); // markThreadDead may find this table from here on
   }
 
   /** Number of live handles in this table. */
@@ -267,8 +278,8 @@ export class Table {
     if (length > o.maxMessageBytes) throw new MessageTooLarge(length, o.maxMessageBytes);
     const n = caps === undefined ? 0 : this.gatherCaps(caps);
     const r = Atomics.load(o.i32, w + E_ROUTE);
-    // Pinned: the ring cannot be freed under the write.
-    const state = pin(o, r);
+    // Under our hazard the ring cannot be freed during the write.
+    const state = enter(o, r);
     try {
       // ...closed: the message is dropped, and a SEND holder learns nothing.
       if ((state & R_CLOSED_BIT) !== 0) return true;
@@ -276,7 +287,7 @@ export class Table {
       if (n === 0 && length <= ring.maxRecordLength) return ring.tryWrite(o.producer, REC_PLAIN, data);
       return this.sendSlow(ring, n, data);
     } finally {
-      unpin(o, r);
+      leave(o, r);
     }
   }
 
@@ -539,6 +550,7 @@ export class Table {
     this.closed = true;
     this.monitors.clear();
     this.links.clear();
+    Atomics.store(o.i32, o.tables.word(this.index) + T_THREAD, -1);
     o.tables.free(this.index, o.tables.word(this.index) + T_GEN);
   }
 
@@ -577,4 +589,34 @@ export function dropOwned(o: Shared, node: number): void {
   Atomics.sub(o.i32, C_OWNED, 1);
   o.freeNode(node);
   releaseRoute(o, route);
+}
+
+/**
+ * Releases every capability of the tables a dead thread owned, and frees
+ * those tables. Only the owning thread ever touches a table's entries, so
+ * once that thread is gone the caller may. Mailboxes and groups the thread
+ * created are not reclaimed here.
+ */
+export function reclaimTablesOf(o: Shared, slot: number, generation: number): number {
+  const i32 = o.i32;
+  let reclaimed = 0;
+  for (let t = 0; t < o.tables.count; t++) {
+    if (!o.tables.bits.isSet(t)) continue;
+    const tw = o.tables.word(t);
+    if (Atomics.load(i32, tw + T_THREAD) !== slot || Atomics.load(i32, tw + T_THREAD_GEN) !== generation)
+      continue;
+    for (let e = 0; e < o.entries.count; e++) {
+      const w = o.entries.word(e);
+      if (Atomics.load(i32, w + E_OWNER) !== t + 1) continue;
+      const route = Atomics.load(i32, w + E_ROUTE);
+      Atomics.store(i32, w + E_OWNER, 0);
+      o.entries.free(e, w + E_GEN);
+      releaseRoute(o, route);
+    }
+    Atomics.store(i32, tw + T_ENTRIES, 0);
+    Atomics.store(i32, tw + T_THREAD, -1);
+    o.tables.free(t, tw + T_GEN);
+    reclaimed++;
+  }
+  return reclaimed;
 }

@@ -192,6 +192,54 @@ describe('multi-worker', () => {
     h.expectNoLeaks();
   });
 
+  test('a producer terminated mid-stream: once declared dead, the mailbox delivers everyone else and nothing leaks', async () => {
+    const h = harness({ mailboxCapacity: 1024 });
+    const t = h.office.createTable();
+    const mb = t.createGroup().createMailbox({ capacity: 1024 });
+    const extraBox = t.createGroup().createMailbox();
+    const blaster = start(h.office, 'blaster', {
+      target: t.toOwned(mb.export(Perm.SEND)),
+      extra: t.toOwned(extraBox.export(Perm.SEND)),
+    });
+    blaster.result.catch(() => {}); // it never reports: it is terminated
+    const { thread } = (await blaster.next()) as { thread: { slot: number; generation: number } };
+    const next = [0, 0];
+    const check = (data: Uint8Array, caps: number[]) => {
+      const parsed = checkPayload(data);
+      expect(parsed).not.toBeNull();
+      const [sender, seq] = parsed!;
+      const k = sender === 9 ? 0 : 1;
+      expect(seq).toBe(next[k]);
+      next[k]!++;
+      for (const c of caps) t.release(c);
+    };
+    // Keep the ring moving until the blaster is well into its stream, then kill its thread.
+    const sending = blaster.next();
+    while ((await Promise.race([sending, Promise.resolve(null)])) === null) {
+      const s = await mb.receive({ timeoutMs: 5 });
+      if (s?.kind === 'message') check(s.data, s.caps);
+    }
+    await blaster.worker.terminate();
+    expect(h.office.markThreadDead(thread.slot, thread.generation)).toBe(true);
+    const count = 2000;
+    const producer = start(h.office, 'producer', {
+      id: 1,
+      count,
+      target: t.toOwned(mb.export(Perm.SEND)),
+      extra: t.toOwned(extraBox.export(Perm.SEND)),
+    });
+    while (next[1]! < count) {
+      const s = await mb.receive({ timeoutMs: 30_000 });
+      if (s === null) throw new Error(`stalled after ${next[1]} of ${count} messages`);
+      expect(s.kind).toBe('message');
+      if (s.kind === 'message') check(s.data, s.caps);
+    }
+    expect(next[0]).toBeGreaterThanOrEqual(200);
+    await finish([producer]);
+    t.close();
+    h.expectNoLeaks();
+  });
+
   test('sends racing kills: a prefix arrives intact, nothing after the kill is observed', async () => {
     const rounds = 20 * SCALE;
     const h = harness({ mailboxCapacity: 512 });

@@ -288,7 +288,25 @@ function chainKiller(args: {
   return { problems };
 }
 
+/**
+ * Sends for ever (with a capability now and then) until the main thread
+ * terminates this worker, most likely in the middle of a send.
+ */
+function blaster(args: { target: OwnedCapability; extra: OwnedCapability }) {
+  const t = office.createTable();
+  const to = t.importOwned(args.target);
+  const extra = t.importOwned(args.extra);
+  port.postMessage({ thread: office.thread });
+  for (let seq = 0; ; ) {
+    if (t.send(to, makePayload(9, seq), seq % 5 === 0 ? [extra] : undefined)) {
+      seq++;
+      if (seq === 200) port.postMessage({ phase: 'sending' });
+    }
+  }
+}
+
 const scenarios: Record<string, (args: never) => unknown> = {
+  blaster,
   chainKiller,
   producer,
   racingSender,
