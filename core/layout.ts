@@ -4,7 +4,6 @@
  *
  *   header          256 bytes, words below (H_*)
  *   producer slots  ring/'s ProducerSlots: one per attached thread
- *   thread records  THREAD_BYTES per producer slot (TH_*): hazard word
  *   route pool      bitmap, then ROUTE_BYTES per route slot (R_*)
  *   group pool      bitmap, then GROUP_BYTES per group slot (G_*)
  *   table pool      bitmap, then TABLE_BYTES per table slot (T_*)
@@ -12,6 +11,7 @@
  *   node pool       bitmap, then NODE_BYTES per list node (N_*)
  *   heap            bitmap of PAGE_BYTES pages, then the pages: mailbox rings
  *                   and out-of-line messages
+ *   thread records  THREAD_BYTES per producer slot (TH_*): the hazard word
  *
  * Every pool is a bitmap allocator (bitmap.ts): a set bit is a slot in use.
  * Claiming a bit is one compare-and-swap and freeing one is one atomic and;
