@@ -109,11 +109,11 @@ export function addMember(o: Shared, g: number, r: number): boolean {
     Atomics.store(i32, rw + R_NEXT_MEMBER, head);
     Atomics.store(i32, rw + R_PREV_MEMBER, 0);
     if (head !== 0) Atomics.store(i32, o.routes.word(head - 1) + R_PREV_MEMBER, r + 1);
-    Atomics.store(i32, w + G_MEMBERS, r + 1);
     Atomics.store(i32, rw + R_FLAGS, RF_MEMBER);
+    Atomics.store(i32, w + G_MEMBERS, r + 1); // publishes the route as a member (under the lock): a kill closes it
   } else {
     Atomics.store(i32, rw + R_REASON, REASON_KILLED);
-    Atomics.or(i32, rw + R_PIN, R_CLOSED_BIT);
+    Atomics.or(i32, rw + R_PIN, R_CLOSED_BIT); // publishes the route as born closed, before anyone can name it
   }
   unlock(i32, w + G_LOCK);
   return alive;

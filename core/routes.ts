@@ -201,10 +201,12 @@ export function settle(o: Shared, r: number): void {
     if ((v & PIN_COUNT_MASK) !== 0) return; // ...a pin holder will settle when it unpins
     if ((v & R_GONE_BIT) !== 0 && (v & R_RING_FREED_BIT) === 0) {
       if (o.hazarded(r)) return; // ...a thread in the ring will settle when it leaves
+      // Claims the ring's release: exactly one thread frees it.
       if (Atomics.compareExchange(i32, word, v, v | R_RING_FREED_BIT) === v) freeRing(o, r);
       continue;
     }
     if ((v & R_UNREF_BIT) !== 0 && (v & R_RING_FREED_BIT) !== 0 && (v & R_SLOT_FREED_BIT) === 0) {
+      // Claims the slot's release: exactly one thread frees it.
       if (Atomics.compareExchange(i32, word, v, v | R_SLOT_FREED_BIT) === v) {
         o.routes.free(r, o.routes.word(r) + R_GEN);
         return;

@@ -573,6 +573,7 @@ export function claimOwned(o: Shared, owned: OwnedCapability): number {
   if (Atomics.load(i32, nw + N_GEN) !== gen) throw new InvalidHandle('owned capability already used');
   // Claim by kind, then confirm the generation: a node freed and reused as
   // another token between the two would fail the second check.
+  // Claims the token: only one importer (or discarder) wins.
   if (Atomics.compareExchange(i32, nw + N_KIND, NK_OWNED, NK_OWNED_CLAIMED) !== NK_OWNED) {
     throw new InvalidHandle('owned capability already used');
   }
