@@ -41,6 +41,8 @@ import {
   createRoute,
   demonitorRoute,
   discardDownList,
+  dropHazard,
+  dropHazardOn,
   releaseRoute,
   retainRoute,
   routeGen,
@@ -197,6 +199,7 @@ export class Mailbox {
       if (signal !== null) return signal;
       const left = deadline - performance.now();
       if (left <= 0) return null;
+      dropHazard(this.o); // going idle: hold no other mailbox's ring meanwhile
       this.ring.waitForRecord(left);
     }
   }
@@ -208,6 +211,7 @@ export class Mailbox {
       if (signal !== null) return signal;
       const left = deadline - performance.now();
       if (left <= 0) return null;
+      dropHazard(this.o); // going idle: hold no other mailbox's ring meanwhile
       await this.ring.waitForRecordAsync(left);
     }
   }
@@ -387,6 +391,7 @@ export class Mailbox {
     this.localDowns = 0;
     discardDownList(o, Atomics.exchange(i32, o.routes.word(this.route) + R_DOWNS, 0));
     Atomics.or(i32, this.pinWord, R_GONE_BIT); // publishes: nobody consumes this ring any more
+    dropHazardOn(o, this.route); // a hazard of ours (from sending to ourselves) must not hold it
     settle(o, this.route);
     this.table.mailboxes.delete(this);
     releaseRoute(o, this.route);

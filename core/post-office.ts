@@ -34,7 +34,7 @@ import {
   TH_HAZARD,
   THREAD_BYTES,
 } from './layout.ts';
-import { settle } from './routes.ts';
+import { dropHazard, settle } from './routes.ts';
 import { hazardTag, type LayoutSizes, POOL_SLOT_BYTES, Shared } from './shared.ts';
 import { claimOwned, dropOwned, type OwnedCapability, reclaimTablesOf, Table } from './table.ts';
 
@@ -228,6 +228,7 @@ export class PostOffice {
   detach(): void {
     if (this.detached) return;
     this.detached = true;
+    dropHazard(this.o);
     this.o.detach();
   }
 }

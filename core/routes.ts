@@ -9,8 +9,8 @@
  *        --last reference dropped, slot left its group--> +UNREF --> +SLOT_FREED
  *
  * - Senders and down-pushers post a hazard (their thread record names the
- *   route) before touching the ring and clear it after; an awaiting sender
- *   pins instead (adds 1 to the count). A ring with a hazard or a pin on it
+ *   route; see `enter`) before touching the ring; an awaiting sender pins
+ *   instead (adds 1 to the count). A ring with a hazard or a pin on it
  *   is never freed. Both only happen while holding a reference, so neither
  *   lands on a freed slot. A dead thread's hazard is cleared by whoever
  *   declares it dead.
@@ -30,6 +30,7 @@ import {
   C_MONITORS,
   C_OPEN_ROUTES,
   G_GEN,
+  HAZARD_ROUTE_MASK,
   idGeneration,
   idIndex,
   makeId,
@@ -163,22 +164,50 @@ export function runDeferred(o: Shared): void {
 }
 
 /**
- * Posts this thread's hazard on route `r` and returns its R_PIN word (test
- * the flag bits). Until `leave`, a ring found open stays allocated: the
- * freer reads hazards after publishing GONE, this reads GONE after posting
- * the hazard, and with sequentially consistent atomics one of the two sees
- * the other. One hazard per thread: used only by synchronous calls that
- * never nest (send, nudge, down push).
+ * Makes this thread's hazard name route `r` and returns r's R_PIN word (test
+ * the flag bits). While the hazard names r, a ring found open stays
+ * allocated: the freer reads hazards after publishing GONE, this reads GONE
+ * after publishing the hazard, and with sequentially consistent atomics one
+ * of the two sees the other.
+ *
+ * The hazard is sticky: it keeps naming r after the call, so a stream of
+ * sends to one route publishes it once. It moves when the thread enters
+ * another route (then the route it leaves is settled, in case a freer left
+ * its ring to us), and is dropped by `dropHazard` when the thread goes idle,
+ * closes a table, lets its own mailbox go or detaches. So a busy thread can
+ * keep one gone ring allocated a little longer, never for good.
  */
 export function enter(o: Shared, r: number): number {
-  Atomics.store(o.i32, o.hazardWord, o.hazardTag | (r + 1)); // publishes the hazard before the state is read
-  return Atomics.load(o.i32, o.routes.word(r) + R_PIN);
+  const mark = o.hazardTag | (r + 1);
+  const previous = o.hazardCurrent;
+  if (previous !== mark) {
+    Atomics.store(o.i32, o.hazardWord, mark); // publishes the hazard before the state is read
+    o.hazardCurrent = mark;
+    if (previous !== 0) afterHazard(o, (previous & HAZARD_ROUTE_MASK) - 1);
+  }
+  const state = Atomics.load(o.i32, o.routes.word(r) + R_PIN);
+  // ...a closed route's ring is of no more use to us: let it go now.
+  if ((state & R_GONE_BIT) !== 0) dropHazard(o);
+  return state;
 }
 
-export function leave(o: Shared, r: number): void {
+/** Drops this thread's hazard, so that the ring it named can be freed. */
+export function dropHazard(o: Shared): void {
+  const previous = o.hazardCurrent;
+  if (previous === 0) return;
   Atomics.store(o.i32, o.hazardWord, 0);
-  // ...a freer that saw our hazard left the ring to us.
-  if ((Atomics.load(o.i32, o.routes.word(r) + R_PIN) & R_GONE_BIT) !== 0) settle(o, r);
+  o.hazardCurrent = 0;
+  afterHazard(o, (previous & HAZARD_ROUTE_MASK) - 1);
+}
+
+/** Drops this thread's hazard if it names route `r`. */
+export function dropHazardOn(o: Shared, r: number): void {
+  if ((o.hazardCurrent & HAZARD_ROUTE_MASK) === r + 1) dropHazard(o);
+}
+
+/** Our hazard no longer names route `q`: a freer that saw it may have left q's ring to us. */
+function afterHazard(o: Shared, q: number): void {
+  if ((Atomics.load(o.i32, o.routes.word(q) + R_PIN) & R_GONE_BIT) !== 0) settle(o, q);
 }
 
 /** Pins route `r` (a count, for users that hold the ring across an await) and returns the R_PIN value it found. */
@@ -344,7 +373,6 @@ function deliverDown(o: Shared, watcher: number, node: number): void {
   const w = o.routes.word(watcher);
   const v = enter(o, watcher);
   if ((v & R_CLOSED_BIT) !== 0) {
-    leave(o, watcher);
     discardDown(o, node);
   } else {
     const nw = o.nodes.word(node);
@@ -357,7 +385,6 @@ function deliverDown(o: Shared, watcher: number, node: number): void {
     }
     // The first down of a batch wakes the owner; later ones find it awake or about to take the batch.
     if (head === 0) o.ringOf(watcher).tryWrite(o.producer, REC_NUDGE, EMPTY);
-    leave(o, watcher);
   }
   releaseRoute(o, watcher);
 }
@@ -366,7 +393,6 @@ function deliverDown(o: Shared, watcher: number, node: number): void {
 export function nudge(o: Shared, r: number): void {
   const v = enter(o, r);
   if ((v & R_GONE_BIT) === 0) o.ringOf(r).tryWrite(o.producer, REC_NUDGE, EMPTY);
-  leave(o, r);
 }
 
 /**

@@ -148,6 +148,8 @@ export class Shared {
   readonly hazardWord: number;
   /** This thread's tag in its hazard word (see TH_HAZARD). */
   readonly hazardTag: number;
+  /** What this thread last stored in its hazard word (routes.ts, enter). */
+  hazardCurrent = 0;
 
   /** Producer-side Ring objects by route slot, valid while ringKeys[slot] is the route's generation + 1. */
   private readonly rings: (Ring | undefined)[];
@@ -290,7 +292,8 @@ export class Shared {
    * Ring object the first time per (thread, route).
    */
   ringOf(r: number): Ring {
-    const key = Atomics.load(this.i32, this.routes.word(r) + R_GEN) + 1;
+    // A plain read: the caller holds a reference, so the generation cannot change under it.
+    const key = this.i32[this.routes.word(r) + R_GEN]! + 1;
     let ring = this.rings[r];
     if (ring === undefined || this.ringKeys[r] !== key) {
       ring = Ring.attach(this.buffer, Atomics.load(this.i32, this.routes.word(r) + R_RING));

@@ -61,8 +61,8 @@ import { isPermSet, Perm, type Perms } from './perm.ts';
 import type { PostOffice } from './post-office.ts';
 import {
   demonitorRoute,
+  dropHazard,
   enter,
-  leave,
   monitorRoute,
   pin,
   releaseRoute,
@@ -181,9 +181,12 @@ export class Table {
     const e = h & ID_INDEX_MASK; // any number: ToInt32 keeps the low bits of a safe integer, NaN gives 0
     if (e >= o.entries.count) throw new InvalidHandle(`${h} is not a handle`);
     const w = o.entries.word(e);
-    const owner = Atomics.load(o.i32, w + E_OWNER);
+    // Plain reads: only the owning thread writes an entry, and for an entry of
+    // another table a stale reading can only turn into a refusal.
+    const i32 = o.i32;
+    const owner = i32[w + E_OWNER];
     // Rebuilding the id from the entry's generation also rejects non-integers and out-of-range numbers.
-    if (makeId(e, Atomics.load(o.i32, w + E_GEN)) !== h || owner === 0) {
+    if (makeId(e, i32[w + E_GEN]!) !== h || owner === 0) {
       throw new InvalidHandle(`handle ${h} is not live in this table`);
     }
     if (owner !== this.index + 1) throw new TableMismatch(`handle ${h} belongs to another table`);
@@ -193,7 +196,7 @@ export class Table {
   private entryWith(h: number, perm: number, what: string): number {
     this.checkOpen();
     const w = this.entry(h);
-    if ((Atomics.load(this.o.i32, w + E_PERMS) & perm) === 0) {
+    if ((this.o.i32[w + E_PERMS]! & perm) === 0) {
       throw new PermissionDenied(`handle ${h} does not carry the permission to ${what}`);
     }
     return w;
@@ -277,18 +280,14 @@ export class Table {
     const length = data.length;
     if (length > o.maxMessageBytes) throw new MessageTooLarge(length, o.maxMessageBytes);
     const n = caps === undefined ? 0 : this.gatherCaps(caps);
-    const r = Atomics.load(o.i32, w + E_ROUTE);
+    const r = o.i32[w + E_ROUTE]!;
     // Under our hazard the ring cannot be freed during the write.
     const state = enter(o, r);
-    try {
-      // ...closed: the message is dropped, and a SEND holder learns nothing.
-      if ((state & R_CLOSED_BIT) !== 0) return true;
-      const ring = o.ringOf(r);
-      if (n === 0 && length <= ring.maxRecordLength) return ring.tryWrite(o.producer, REC_PLAIN, data);
-      return this.sendSlow(ring, n, data);
-    } finally {
-      leave(o, r);
-    }
+    // ...closed: the message is dropped, and a SEND holder learns nothing.
+    if ((state & R_CLOSED_BIT) !== 0) return true;
+    const ring = o.ringOf(r);
+    if (n === 0 && length <= ring.maxRecordLength) return ring.tryWrite(o.producer, REC_PLAIN, data);
+    return this.sendSlow(ring, n, data);
   }
 
   /** Capabilities or an out-of-line body: the rest of `send`, with the route pinned and open. */
@@ -344,6 +343,7 @@ export class Table {
       const n = caps === undefined ? 0 : this.gatherCaps(caps);
       const r = Atomics.load(o.i32, this.entry(h) + E_ROUTE);
       const state = pin(o, r);
+      dropHazard(o); // the pin holds the ring while we wait; our hazard need not hold anything meanwhile
       try {
         if ((state & R_CLOSED_BIT) !== 0) return;
         const ring = o.ringOf(r);
@@ -545,6 +545,7 @@ export class Table {
     if (this.closed) return;
     for (const mailbox of [...this.mailboxes]) mailbox.close();
     const o = this.o;
+    dropHazard(o);
     while (this.head !== 0) releaseRoute(o, this.removeEntry(this.head - 1));
     for (const group of [...this.groups]) group.release();
     this.closed = true;
