@@ -166,7 +166,6 @@ export class Ring {
   /** Payload length of the peeked record, or -1 when nothing is peeked. */
   private peekedLength = -1;
   private peekedBytes = 0;
-  private peekedHeaderWord = 0;
   /** Dead producers' claims this consumer has turned into padding (consumer-local count). */
   recoveredClaims = 0;
   /** Set once this consumer padded a dead claim: reclaim the slot once the ring drains. */
@@ -569,14 +568,13 @@ export class Ring {
         );
       }
       if (type === PADDING_TYPE) {
-        this.consume(headerWord, bytes);
+        this.consume(bytes);
         continue;
       }
       this.recordType = type;
       this.recordOffset = this.dataStart + index + RECORD_HEADER_BYTES;
       this.peekedLength = length;
       this.peekedBytes = bytes;
-      this.peekedHeaderWord = headerWord;
       return length;
     }
   }
@@ -592,7 +590,7 @@ export class Ring {
   release(): void {
     if (this.peekedLength < 0) throw new RingError('release without a peeked record');
     this.peekedLength = -1;
-    this.consume(this.peekedHeaderWord, this.peekedBytes);
+    this.consume(this.peekedBytes);
   }
 
   /**
@@ -732,23 +730,26 @@ export class Ring {
     return deadProducers ? Math.min(remaining, DEAD_CLAIM_RECHECK_MS) : remaining;
   }
 
-  /** Zeroes a consumed record and moves the consumer past it. */
-  private consume(headerWord: number, bytes: number): void {
-    // Zeroed so no stale byte can pose as a future record's PUBLISH word; ordered before
-    // producers reuse the space by the atomic store of HEAD that hands it back.
-    const words = bytes >> 2;
-    const i32 = this.i32;
-    if (words <= SMALL_ZERO_WORDS) {
-      for (let i = 0; i < words; i++) i32[headerWord + i] = 0;
-    } else {
-      i32.fill(0, headerWord, headerWord + words);
-    }
+  /** Moves the consumer past a record; its space is zeroed and handed back in bulk later. */
+  private consume(bytes: number): void {
     this.consumerHead = (this.consumerHead + bytes) | 0;
     if ((this.consumerHead - this.publishedHead) >>> 0 >= this.releaseEvery) this.publishHead();
   }
 
+  /**
+   * Zeroes everything consumed since the last hand-back, then hands it back.
+   * Zeroed so no stale byte can pose as a future record's PUBLISH word; the
+   * atomic store of HEAD orders the zeroing before any producer reuses the
+   * space. Zeroing here rather than record by record keeps the consumer from
+   * writing into the cache line a producer is filling with the next record.
+   */
   private publishHead(): void {
     const i32 = this.i32;
+    const from = this.publishedHead & this.mask;
+    const bytes = (this.consumerHead - this.publishedHead) >>> 0;
+    const first = Math.min(bytes, this.capacity - from);
+    zeroWords(i32, this.dataWord + (from >> 2), first >> 2);
+    if (first < bytes) zeroWords(i32, this.dataWord, (bytes - first) >> 2);
     this.publishedHead = this.consumerHead;
     Atomics.store(i32, this.base + W_HEAD, this.consumerHead); // publishes the zeroed space to producers
     // A producer adds itself to ROOM_WAITERS before re-checking HEAD, so one of us sees the other.
@@ -881,6 +882,14 @@ export class Ring {
     // The count from before the scan: a death declared during the scan changes it again, so the
     // next empty poll looks once more instead of missing that slot.
     this.deadCountSeenEmpty = deadCount - this.reclaimDeadProducers();
+  }
+}
+
+function zeroWords(i32: Int32Array, from: number, words: number): void {
+  if (words <= SMALL_ZERO_WORDS) {
+    for (let i = 0; i < words; i++) i32[from + i] = 0;
+  } else {
+    i32.fill(0, from, from + words);
   }
 }
 
