@@ -33,8 +33,6 @@ export interface PosternShared {
   readonly consume: 'peek' | 'drain';
 }
 
-/** How long a parked side sleeps before it re-checks; never reached in a healthy run. */
-const PARK_TIMEOUT_MS = 1000;
 
 serve({
   producer(init: WorkerInit) {
@@ -111,9 +109,8 @@ serve({
         stampSeq(record, 0, seq++);
         if (!out.tryWrite(producer, RECORD_TYPE, record)) throw new Error('ping ring full');
         if (park) {
-          while (!inbox.waitForRecord(PARK_TIMEOUT_MS, PARK_AT_ONCE)) {
-            // timed out: keep waiting, the harness's round timeout catches a lost wake-up
-          }
+          // No timeout, like the bare Atomics reference: the harness's round timeout catches a lost wake-up.
+          inbox.waitForRecord(Number.POSITIVE_INFINITY, PARK_AT_ONCE);
         } else {
           while (inbox.peek() < 0) {
             // spin: the echo is not back yet
@@ -139,9 +136,7 @@ serve({
       const start = nowNs();
       for (let i = 0; i < n; i++) {
         if (park) {
-          while (!inbox.waitForRecord(PARK_TIMEOUT_MS, PARK_AT_ONCE)) {
-            // timed out: keep waiting
-          }
+          inbox.waitForRecord(Number.POSITIVE_INFINITY, PARK_AT_ONCE);
         } else {
           while (inbox.peek() < 0) {
             // spin: no ping yet
