@@ -294,10 +294,19 @@ export function discardDownList(o: Shared, head: number): void {
 }
 
 export function discardDown(o: Shared, n: number): void {
-  const watched = Atomics.load(o.i32, o.nodes.word(n) + N_A);
-  Atomics.sub(o.i32, C_DOWNS, 1);
+  freeRouteNode(o, n, C_DOWNS);
+}
+
+/**
+ * Frees list node `n` whose N_A names a route it holds a reference to (a
+ * pending down, an owned token): counts it out of `counterWord`, frees the
+ * node, then drops the reference.
+ */
+export function freeRouteNode(o: Shared, n: number, counterWord: number): void {
+  const route = Atomics.load(o.i32, o.nodes.word(n) + N_A);
+  Atomics.sub(o.i32, counterWord, 1);
   o.freeNode(n);
-  releaseRoute(o, watched);
+  releaseRoute(o, route);
 }
 
 /**

@@ -63,6 +63,7 @@ import {
   demonitorRoute,
   dropHazard,
   enter,
+  freeRouteNode,
   monitorRoute,
   pin,
   releaseRoute,
@@ -587,10 +588,7 @@ export function claimOwned(o: Shared, owned: OwnedCapability): number {
 
 /** Discards a claimed owned node: drops its route reference. */
 export function dropOwned(o: Shared, node: number): void {
-  const route = Atomics.load(o.i32, o.nodes.word(node) + N_A);
-  Atomics.sub(o.i32, C_OWNED, 1);
-  o.freeNode(node);
-  releaseRoute(o, route);
+  freeRouteNode(o, node, C_OWNED);
 }
 
 /**

@@ -678,49 +678,18 @@ describe('producers terminated at random points (real worker threads)', () => {
     finished: Promise<ProducerMessage>;
   }
 
-  test('a producer terminated while parked waiting for room leaves no waiter behind', async () => {
+  /**
+   * Fills a ring, starts `start`'s worker (whose writes must then wait for room), kills it
+   * while it waits, declares it dead, and checks no waiter registration is left behind:
+   * otherwise every hand-back of space pays for a notify of a waiter that is gone, for ever.
+   */
+  async function killWhileWaitingForRoom(start: (f: Fixture) => ReturnType<typeof spawn>): Promise<void> {
     const f = makeFixture({ capacity: 256, maxRecordLength: 64 });
     const filler = f.slots.acquire();
     while (f.ring.tryWrite(filler, 1, patterned(0, 56))) {
-      // fill the ring: the worker below finds no room
+      // fill the ring: the worker's writes find no room
     }
-    const worker = spawn('./producer.worker.ts', {
-      buffer: f.buffer,
-      ringOffset: f.ringOffset,
-      producerId: 1,
-      count: -1,
-      minLength: TEST_RECORD_MIN,
-      maxLength: 64,
-      seed: 1,
-      mode: 'writeSync',
-      control: new SharedArrayBuffer(4),
-    } satisfies ProducerInit);
-    workers.push(worker);
-    const ready = await nextMessage<ProducerMessage>(worker, (m) => m.kind === 'ready');
-    if (ready.kind !== 'ready') throw new Error('unreachable');
-    const waiters = () => Atomics.load(f.ring.i32, f.ring.base + W_ROOM_WAITERS);
-    for (let i = 0; i < 5000 && waiters() === 0; i++) await sleep(1);
-    expect(waiters()).toBe(1);
-    const exit = exited(worker);
-    await worker.terminate();
-    await exit;
-    expect(f.slots.markDead(ready.slot, ready.generation)).toBe(true);
-    f.ring.drain(() => {});
-    parkBriefly(f.ring);
-    // Otherwise every hand-back of space pays for a notify of a waiter that is gone, for ever.
-    expect(waiters()).toBe(0);
-    f.slots.release(filler);
-    expectNoLeak(f.ring, f.slots);
-  });
-
-  test('a worker killed while several of its awaitable writes wait for room leaves no waiter behind', async () => {
-    const f = makeFixture({ capacity: 256, maxRecordLength: 64 });
-    const filler = f.slots.acquire();
-    while (f.ring.tryWrite(filler, 1, patterned(0, 56))) {
-      // fill the ring: every write below has to wait
-    }
-    const writers = 2;
-    const worker = spawn('./room-waiter.worker.ts', { buffer: f.buffer, ringOffset: f.ringOffset, writers });
+    const worker = start(f);
     workers.push(worker);
     const ready = await nextMessage<ProducerMessage>(worker, (m) => m.kind === 'ready');
     if (ready.kind !== 'ready') throw new Error('unreachable');
@@ -737,7 +706,27 @@ describe('producers terminated at random points (real worker threads)', () => {
     expect(waiters()).toBe(0);
     f.slots.release(filler);
     expectNoLeak(f.ring, f.slots);
-  });
+  }
+
+  test('a producer terminated while parked waiting for room leaves no waiter behind', () =>
+    killWhileWaitingForRoom((f) =>
+      spawn('./producer.worker.ts', {
+        buffer: f.buffer,
+        ringOffset: f.ringOffset,
+        producerId: 1,
+        count: -1,
+        minLength: TEST_RECORD_MIN,
+        maxLength: 64,
+        seed: 1,
+        mode: 'writeSync',
+        control: new SharedArrayBuffer(4),
+      } satisfies ProducerInit),
+    ));
+
+  test('a worker killed while several of its awaitable writes wait for room leaves no waiter behind', () =>
+    killWhileWaitingForRoom((f) =>
+      spawn('./room-waiter.worker.ts', { buffer: f.buffer, ringOffset: f.ringOffset, writers: 2 }),
+    ));
 
   test('the consumer keeps receiving whole, ordered records from the survivors; dead slots are reclaimed', async () => {
     const seed = runSeed();

@@ -87,6 +87,33 @@ function startProducer(init: Omit<ProducerInit, 'control'>, control: SharedArray
   return { worker, producerId: init.producerId, ready, done };
 }
 
+/** Starts producers 0..n-1, each writing `count` records of random length, with seeds from `prng`. */
+function startCounted(
+  n: number,
+  prng: Prng,
+  control: SharedArrayBuffer,
+  common: {
+    buffer: SharedArrayBuffer;
+    ringOffset: number;
+    count: number;
+    maxLength: number;
+    mode: () => ProducerInit['mode'];
+    bursts?: ProducerInit['bursts'];
+  },
+): Running[] {
+  const running: Running[] = [];
+  for (let id = 0; id < n; id++) {
+    const { mode, ...rest } = common;
+    running.push(
+      startProducer(
+        { ...rest, producerId: id, minLength: TEST_RECORD_MIN, seed: prng.next(), mode: mode() },
+        control,
+      ),
+    );
+  }
+  return running;
+}
+
 /** Consumes until `until()` is true, in the style chosen for this round. */
 async function consume(
   ring: Ring,
@@ -153,24 +180,13 @@ export const ringMpsc: Scenario = {
     // Enough records that the ring wraps about 100 times.
     const meanRecord = 8 + (TEST_RECORD_MIN + maxRecordLength) / 2;
     const perProducer = Math.max(200, Math.ceil((capacity * 100 * ctx.scale) / meanRecord / producers));
-    const running: Running[] = [];
-    for (let id = 0; id < producers; id++) {
-      running.push(
-        startProducer(
-          {
-            buffer,
-            ringOffset,
-            producerId: id,
-            count: perProducer,
-            minLength: TEST_RECORD_MIN,
-            maxLength: maxRecordLength,
-            seed: prng.next(),
-            mode: MODES[prng.int(0, MODES.length - 1)]!,
-          },
-          control,
-        ),
-      );
-    }
+    const running = startCounted(producers, prng, control, {
+      buffer,
+      ringOffset,
+      count: perProducer,
+      maxLength: maxRecordLength,
+      mode: () => MODES[prng.int(0, MODES.length - 1)]!,
+    });
     const verifier = new SequenceVerifier();
     const style = prng.int(0, 3);
     try {
@@ -303,25 +319,14 @@ export const ringWakeup: Scenario = {
     const control = new SharedArrayBuffer(4);
     const producers = prng.int(1, ctx.workers);
     const perProducer = Math.max(100, Math.round(1500 * ctx.scale));
-    const running: Running[] = [];
-    for (let id = 0; id < producers; id++) {
-      running.push(
-        startProducer(
-          {
-            buffer,
-            ringOffset,
-            producerId: id,
-            count: perProducer,
-            minLength: TEST_RECORD_MIN,
-            maxLength: maxRecordLength,
-            seed: prng.next(),
-            mode: 'writeSync',
-            bursts: { maxBurst: 8, maxPauseMs: 2 },
-          },
-          control,
-        ),
-      );
-    }
+    const running = startCounted(producers, prng, control, {
+      buffer,
+      ringOffset,
+      count: perProducer,
+      maxLength: maxRecordLength,
+      mode: () => 'writeSync',
+      bursts: { maxBurst: 8, maxPauseMs: 2 },
+    });
     const verifier = new SequenceVerifier();
     try {
       // Style 3 parks before every record: each burst start needs a wake-up.
