@@ -33,7 +33,6 @@ export interface PosternShared {
   readonly consume: 'peek' | 'drain';
 }
 
-
 serve({
   producer(init: WorkerInit) {
     const { buffer, slotsOffset, forwardOffset } = init.shared as PosternShared;
