@@ -1679,3 +1679,57 @@ describe('ids past 2^32 (generations above 1023)', () => {
     h.expectNoLeaks();
   });
 });
+
+describe('a receive awaiting while the owner lets the mailbox go', () => {
+  /** Resolves to 'hung' if `p` has not settled within `ms` (a liveness bound, far above the expected ~0 ms). */
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p, new Promise<'hung'>((r) => setTimeout(() => r('hung'), ms))]);
+
+  test('close during an awaited receive: it resolves with end (ring not reused)', async () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const mb = t.createGroup().createMailbox();
+    const p = mb.receive({ timeoutMs: 4000 });
+    await new Promise((r) => setTimeout(r, 10));
+    mb.close();
+    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed' });
+    await p;
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('close during an awaited receive, ring pages reused at once: it still resolves with end', async () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const g = t.createGroup();
+    const mb = g.createMailbox();
+    const p = mb.receive({ timeoutMs: 4000 });
+    await new Promise((r) => setTimeout(r, 10));
+    mb.close();
+    const next = g.createMailbox(); // takes the freed ring's pages
+    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed' });
+    await p;
+    next.close();
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('table close during an awaited in-place receive, pages reused by another table: it resolves with end', async () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const mb = t.createGroup().createMailbox();
+    const p = mb.receiveInPlace({ timeoutMs: 4000 }).then((v) => v && { kind: v.kind, reason: v.reason });
+    await new Promise((r) => setTimeout(r, 10));
+    t.close();
+    const t2 = h.office.createTable();
+    const other = t2.createGroup().createMailbox();
+    const to = other.export(Perm.SEND);
+    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed' });
+    await p;
+    // The new mailbox on the reused pages is unharmed.
+    expect(t2.send(to, bytes(5))).toBe(true);
+    expect(expectMessage(await other.receive({ timeoutMs: 1000 })).data).toEqual(bytes(5));
+    t2.close();
+    h.expectNoLeaks();
+  });
+});
