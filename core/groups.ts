@@ -253,62 +253,78 @@ export function killGroup(o: Shared, g: number, gen: number): void {
 export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: number): number {
   if (a === b) return 0;
   const i32 = o.i32;
-  const n1 = o.allocNode(NK_LINK);
-  let n2: number;
-  try {
-    n2 = o.allocNode(NK_LINK);
-  } catch (error) {
-    o.freeNode(n1);
-    throw error;
-  }
   const aw = o.groups.word(a);
   const bw = o.groups.word(b);
   const first = a < b ? aw : bw;
   const second = a < b ? bw : aw;
-  lock(i32, first + G_LOCK);
-  lock(i32, second + G_LOCK);
-  const aAlive = Atomics.load(i32, aw + G_GEN) === aGen && Atomics.load(i32, aw + G_STATE) === GS_ALIVE;
-  const bAlive = Atomics.load(i32, bw + G_GEN) === bGen && Atomics.load(i32, bw + G_STATE) === GS_ALIVE;
-  let existing = -1;
-  if (aAlive && bAlive) {
-    for (let x = Atomics.load(i32, aw + G_LINKS); x !== 0; ) {
-      const nw = o.nodes.word(x - 1);
-      if (Atomics.load(i32, nw + N_A) === b && Atomics.load(i32, nw + N_B) === bGen) {
-        existing = x - 1;
-        break;
+  // The two link nodes are taken only once a new link proves necessary: linking
+  // twice, or linking with a dead side, needs none and must work with the node
+  // pool full. Allocation happens outside the locks, then the check is redone.
+  let n1 = -1;
+  let n2 = -1;
+  try {
+    for (;;) {
+      lock(i32, first + G_LOCK);
+      lock(i32, second + G_LOCK);
+      const aAlive = Atomics.load(i32, aw + G_GEN) === aGen && Atomics.load(i32, aw + G_STATE) === GS_ALIVE;
+      const bAlive = Atomics.load(i32, bw + G_GEN) === bGen && Atomics.load(i32, bw + G_STATE) === GS_ALIVE;
+      let existing = -1;
+      if (aAlive && bAlive) {
+        for (let x = Atomics.load(i32, aw + G_LINKS); x !== 0; ) {
+          const nw = o.nodes.word(x - 1);
+          if (Atomics.load(i32, nw + N_A) === b && Atomics.load(i32, nw + N_B) === bGen) {
+            existing = x - 1;
+            break;
+          }
+          x = Atomics.load(i32, nw + N_NEXT);
+        }
       }
-      x = Atomics.load(i32, nw + N_NEXT);
+      if (aAlive && bAlive && existing < 0) {
+        if (n1 < 0) {
+          // ...a new link is needed: take its nodes without holding the locks, then look again.
+          unlock(i32, second + G_LOCK);
+          unlock(i32, first + G_LOCK);
+          n1 = o.allocNode(NK_LINK);
+          n2 = o.allocNode(NK_LINK);
+          continue;
+        }
+        const w1 = o.nodes.word(n1);
+        const w2 = o.nodes.word(n2);
+        Atomics.store(i32, w1 + N_A, b);
+        Atomics.store(i32, w1 + N_B, bGen);
+        Atomics.store(i32, w1 + N_C, n2);
+        Atomics.store(i32, w1 + N_D, Atomics.load(i32, w2 + N_GEN));
+        Atomics.store(i32, w1 + N_E, a);
+        Atomics.store(i32, w2 + N_A, a);
+        Atomics.store(i32, w2 + N_B, aGen);
+        Atomics.store(i32, w2 + N_C, n1);
+        Atomics.store(i32, w2 + N_D, Atomics.load(i32, w1 + N_GEN));
+        Atomics.store(i32, w2 + N_E, b);
+        Atomics.store(i32, w1 + N_NEXT, Atomics.load(i32, aw + G_LINKS));
+        Atomics.store(i32, aw + G_LINKS, n1 + 1); // publishes a's end (under both locks)
+        Atomics.store(i32, w2 + N_NEXT, Atomics.load(i32, bw + G_LINKS));
+        Atomics.store(i32, bw + G_LINKS, n2 + 1); // publishes b's end
+        Atomics.add(i32, C_LINK_ENDS, 2);
+        unlock(i32, second + G_LOCK);
+        unlock(i32, first + G_LOCK);
+        const id = makeId(n1, o.nodeGen(n1));
+        n1 = -1; // the nodes now belong to the link
+        n2 = -1;
+        return id;
+      }
+      unlock(i32, second + G_LOCK);
+      unlock(i32, first + G_LOCK);
+      if (existing >= 0) return makeId(existing, o.nodeGen(existing));
+      // One side is dead: the link would kill the other at once.
+      if (aAlive) killGroup(o, a, aGen);
+      else if (bAlive) killGroup(o, b, bGen);
+      return 0;
     }
-    if (existing < 0) {
-      const w1 = o.nodes.word(n1);
-      const w2 = o.nodes.word(n2);
-      Atomics.store(i32, w1 + N_A, b);
-      Atomics.store(i32, w1 + N_B, bGen);
-      Atomics.store(i32, w1 + N_C, n2);
-      Atomics.store(i32, w1 + N_D, Atomics.load(i32, w2 + N_GEN));
-      Atomics.store(i32, w1 + N_E, a);
-      Atomics.store(i32, w2 + N_A, a);
-      Atomics.store(i32, w2 + N_B, aGen);
-      Atomics.store(i32, w2 + N_C, n1);
-      Atomics.store(i32, w2 + N_D, Atomics.load(i32, w1 + N_GEN));
-      Atomics.store(i32, w2 + N_E, b);
-      Atomics.store(i32, w1 + N_NEXT, Atomics.load(i32, aw + G_LINKS));
-      Atomics.store(i32, aw + G_LINKS, n1 + 1); // publishes a's end (under both locks)
-      Atomics.store(i32, w2 + N_NEXT, Atomics.load(i32, bw + G_LINKS));
-      Atomics.store(i32, bw + G_LINKS, n2 + 1); // publishes b's end
-      Atomics.add(i32, C_LINK_ENDS, 2);
-    }
+  } finally {
+    // Nodes taken for a link that turned out not to be needed (or half taken when the pool ran out).
+    if (n1 >= 0) o.freeNode(n1);
+    if (n2 >= 0) o.freeNode(n2);
   }
-  unlock(i32, second + G_LOCK);
-  unlock(i32, first + G_LOCK);
-  if (aAlive && bAlive && existing < 0) return makeId(n1, o.nodeGen(n1));
-  o.freeNode(n1);
-  o.freeNode(n2);
-  if (existing >= 0) return makeId(existing, o.nodeGen(existing));
-  // One side is dead: the link would kill the other at once.
-  if (aAlive) killGroup(o, a, aGen);
-  else if (bAlive) killGroup(o, b, bGen);
-  return 0;
 }
 
 /** Removes the link whose a-side node has id `id`. Returns whether it removed it. */

@@ -74,6 +74,9 @@ export interface ReceiveOptions {
   timeoutMs?: number;
 }
 
+/** The payload of a nudge record. */
+const NO_BYTES = new Uint8Array(0);
+
 export class Mailbox {
   readonly table: Table;
   readonly group: Group;
@@ -89,6 +92,10 @@ export class Mailbox {
   private readonly downsWord: number;
   /** Downs taken off R_DOWNS, oldest first (node index + 1 through N_NEXT). */
   private localDowns = 0;
+  /** This thread's receives currently parked on the ring (awaiting waitForRecordAsync). */
+  private parkedReceives = 0;
+  /** Closed while receives were parked: the ring is let go when the last of them leaves. */
+  private letGoWhenUnparked = false;
   /** A record delivered in place and not yet released; its out-of-line body, if any. */
   private held = false;
   private heldBody = -1;
@@ -212,7 +219,17 @@ export class Mailbox {
       const left = deadline - performance.now();
       if (left <= 0) return null;
       dropHazard(this.o); // going idle: hold no other mailbox's ring meanwhile
-      await this.ring.waitForRecordAsync(left);
+      this.parkedReceives++;
+      try {
+        await this.ring.waitForRecordAsync(left);
+      } finally {
+        this.parkedReceives--;
+        // ...closed while we were parked: the ring was kept for us; now it can go.
+        if (this.parkedReceives === 0 && this.letGoWhenUnparked) {
+          this.letGoWhenUnparked = false;
+          this.letGo();
+        }
+      }
     }
   }
 
@@ -390,7 +407,22 @@ export class Mailbox {
     discardDownList(o, this.localDowns);
     this.localDowns = 0;
     discardDownList(o, Atomics.exchange(i32, o.routes.word(this.route) + R_DOWNS, 0));
-    Atomics.or(i32, this.pinWord, R_GONE_BIT); // publishes: nobody consumes this ring any more
+    if (this.parkedReceives > 0) {
+      // A receive of ours is parked on this ring: once freed, its pages may hold another
+      // mailbox's ring, which the waking receive would write into. Wake it with a nudge (the
+      // ring is still ours: if it is full, the waiter is being woken anyway) and let the ring
+      // go when the last parked receive has left it.
+      this.letGoWhenUnparked = true;
+      this.ring.tryWrite(o.producer, REC_NUDGE, NO_BYTES);
+      return;
+    }
+    this.letGo();
+  }
+
+  /** Hands the ring over to be freed and drops the mailbox's route reference. */
+  private letGo(): void {
+    const o = this.o;
+    Atomics.or(o.i32, this.pinWord, R_GONE_BIT); // publishes: nobody consumes this ring any more
     dropHazardOn(o, this.route); // a hazard of ours (from sending to ourselves) must not hold it
     settle(o, this.route);
     this.table.mailboxes.delete(this);

@@ -21,5 +21,12 @@ export type Perms = number;
 
 /** Whether `perms` is a set of known permission bits. */
 export function isPermSet(perms: unknown): perms is Perms {
-  return typeof perms === 'number' && Number.isInteger(perms) && perms >= 0 && (perms & ~Perm.ALL) === 0;
+  // The upper bound first: `&` would look only at the low 32 bits of a larger number.
+  return (
+    typeof perms === 'number' &&
+    Number.isInteger(perms) &&
+    perms >= 0 &&
+    perms <= Perm.ALL &&
+    (perms & ~Perm.ALL) === 0
+  );
 }

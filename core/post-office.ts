@@ -255,7 +255,11 @@ function resolveSizes(options: PostOfficeOptions): LayoutSizes {
     nodes: pick('maxNodes', 2, ID_INDEX_LIMIT),
     heapBytes,
     mailboxCapacity,
-    maxMessageBytes: pick('maxMessageBytes', 0, heapBytes),
+    // The default maximum shrinks with a heap smaller than it; an explicit one must fit the heap.
+    maxMessageBytes:
+      options.maxMessageBytes === undefined
+        ? Math.min(DEFAULTS.maxMessageBytes, heapBytes)
+        : pick('maxMessageBytes', 0, heapBytes),
   };
 }
 

@@ -130,6 +130,13 @@ export class Shared {
   readonly i32: Int32Array;
   readonly u8: Uint8Array;
   readonly officeId: number;
+  /**
+   * Mixed into the generation bits of every table handle (30 random bits of
+   * the office id), so that a handle of another post office, a mere number,
+   * does not name a live entry here (DESIGN: a handle means nothing in any
+   * other table). Within one office handles stay exact.
+   */
+  readonly handleSalt: number;
   readonly slots: ProducerSlots;
   readonly producer: Producer;
   readonly routes: Pool;
@@ -204,6 +211,7 @@ export class Shared {
     if (i32[H_TOTAL_BYTES] !== buffer.byteLength)
       throw new PostOfficeMismatch('buffer length does not match');
     this.officeId = i32[H_OFFICE_ID]!;
+    this.handleSalt = this.officeId & 0x3fffffff;
     this.maxMessageBytes = i32[H_MAX_MESSAGE]!;
     this.mailboxCapacity = i32[H_MAILBOX_CAPACITY]!;
     const pool = (p: number) =>
@@ -304,7 +312,22 @@ export class Shared {
   }
 
   /** Gives this thread's producer slot back. */
+  /** Set by PostOffice.detach: only closing tables still works. */
+  detached = false;
+  /** Tables of this attachment not yet closed; the producer slot outlives the detach until they are. */
+  openTables = 0;
+
   detach(): void {
-    this.slots.release(this.producer);
+    this.detached = true;
+    this.releaseProducerIfDone();
+  }
+
+  /**
+   * Gives the producer slot back once the attachment is detached and its last
+   * table closed: closing a table still closes routes, fires monitors and
+   * nudges their consumers, which writes records with this producer.
+   */
+  releaseProducerIfDone(): void {
+    if (this.detached && this.openTables === 0 && !this.producer.released) this.slots.release(this.producer);
   }
 }

@@ -116,6 +116,7 @@ export class Table {
   ) {
     this.o = o;
     this.index = o.tables.alloc();
+    o.openTables++;
     const w = o.tables.word(this.index);
     Atomics.store(o.i32, w + T_ENTRIES, 0);
     Atomics.store(o.i32, w + T_THREAD_GEN, o.producer.generation);
@@ -156,7 +157,7 @@ export class Table {
     this.head = e + 1;
     Atomics.store(i32, w + E_OWNER, this.index + 1); // the entry is ours from here on
     Atomics.add(i32, o.tables.word(this.index) + T_ENTRIES, 1);
-    return makeId(e, Atomics.load(i32, w + E_GEN));
+    return makeId(e, Atomics.load(i32, w + E_GEN) ^ this.o.handleSalt);
   }
 
   /** Removes entry `e` and returns its route; the route reference goes to the caller. @internal */
@@ -187,7 +188,8 @@ export class Table {
     const i32 = o.i32;
     const owner = i32[w + E_OWNER];
     // Rebuilding the id from the entry's generation also rejects non-integers and out-of-range numbers.
-    if (makeId(e, i32[w + E_GEN]!) !== h || owner === 0) {
+    // The office's salt in the generation bits makes a handle of another post office fail here.
+    if (makeId(e, i32[w + E_GEN]! ^ o.handleSalt) !== h || owner === 0) {
       throw new InvalidHandle(`handle ${h} is not live in this table`);
     }
     if (owner !== this.index + 1) throw new TableMismatch(`handle ${h} belongs to another table`);
@@ -205,6 +207,9 @@ export class Table {
 
   private checkOpen(): void {
     if (this.closed) throw new InvalidHandle('this table is closed');
+    // Checked before anything touches shared memory; close() alone still works after a detach.
+    if (this.o.detached)
+      throw new PostOfficeMismatch("this table's attachment has been detached: only close() works");
   }
 
   /** @internal */
@@ -470,6 +475,8 @@ export class Table {
     const o = this.o;
     const r = Atomics.load(o.i32, w + E_ROUTE);
     const rw = o.routes.word(r);
+    // DESIGN section 1: link through a closed route kills the caller's group (the partner is
+    // gone), whichever group the route was in: a closed route tells its holder nothing more.
     if ((Atomics.load(o.i32, rw + R_PIN) & R_CLOSED_BIT) !== 0) {
       killGroup(o, group.index, groupGen(o, group.index));
       return 0;
@@ -554,6 +561,8 @@ export class Table {
     this.links.clear();
     Atomics.store(o.i32, o.tables.word(this.index) + T_THREAD, -1);
     o.tables.free(this.index, o.tables.word(this.index) + T_GEN);
+    o.openTables--;
+    o.releaseProducerIfDone();
   }
 
   get isClosed(): boolean {

@@ -1454,7 +1454,7 @@ describe('slot reuse', () => {
 });
 
 describe('more link and monitor edges', () => {
-  test('linking a group to itself through one of its own closed routes does nothing (README: self-link is a no-op)', () => {
+  test('linking through a closed route kills the caller, even when the route was in its own group (DESIGN s.1)', () => {
     const h = harness();
     const t = h.office.createTable();
     const g = t.createGroup();
@@ -1462,9 +1462,22 @@ describe('more link and monitor edges', () => {
     const alive = g.createMailbox();
     const self = closed.export(Perm.LINK);
     closed.close();
+    // A closed route tells its holder nothing more, not even whose it was: the partner is gone.
     expect(t.link(self, g)).toBe(0);
+    expect(g.dead).toBe(true);
+    expect(alive.tryReceive()).toMatchObject({ kind: 'end', reason: 'killed' });
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('linking a group to itself through one of its own open routes does nothing', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const g = t.createGroup();
+    const mailbox = g.createMailbox();
+    expect(t.link(mailbox.export(Perm.LINK), g)).toBe(0);
     expect(g.dead).toBe(false);
-    expect(alive.tryReceive()).toBeNull();
+    expect(mailbox.tryReceive()).toBeNull();
     t.close();
     h.expectNoLeaks();
   });
