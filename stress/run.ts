@@ -11,10 +11,11 @@
 
 import { parseArgs } from 'node:util';
 import { Prng } from '../ring/test/records.ts';
+import { coreMixed } from './core-scenarios.ts';
 import { ringDeath, ringMpsc, ringWakeup } from './ring-scenarios.ts';
 import type { RoundContext, Scenario } from './scenario.ts';
 
-const SCENARIOS: readonly Scenario[] = [ringMpsc, ringDeath, ringWakeup];
+const SCENARIOS: readonly Scenario[] = [ringMpsc, ringDeath, ringWakeup, coreMixed];
 
 const PROFILES = {
   ci: { seconds: 45, scale: 1 },
