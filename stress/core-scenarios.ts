@@ -13,13 +13,12 @@
  *   owner saw at its end, and no route open at the end caused a down; the
  *   two groups of every link still standing are both alive or both dead.
  *   Finally every worker releases everything and detaches, and stats() must
- *   equal the baseline taken after create, and a scan of the shared memory
- *   must find every pool as it was, no lock held, no hazard posted, every
- *   freed slot clean.
+ *   equal the baseline taken at the start of the round, and a scan of the
+ *   shared memory must find every pool as it was, no lock held, no hazard
+ *   posted, every freed slot clean.
  */
 
-import type { Worker } from 'node:worker_threads';
-import { Worker as WorkerThread } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { PostOffice, type PostOfficeStats } from '../core/index.ts';
 import {
   C_DOWNS,
@@ -93,7 +92,7 @@ class Crew {
     const shim = new URL('../ring/test/ts-worker.mjs', import.meta.url);
     for (const init of inits) {
       const i = init.worker;
-      const thread = new WorkerThread(shim, { workerData: { ...init, entry } });
+      const thread = new Worker(shim, { workerData: { ...init, entry } });
       this.posted.push([]);
       thread.on('message', (m: ToMain) => {
         if (m.kind === 'violation') this.failure ??= m.message;
@@ -142,23 +141,44 @@ class Crew {
   }
 }
 
+/**
+ * Post offices kept from round to round, one per message limit. A round
+ * leaves its office exactly as it found it (that is what it checks), so the
+ * next round starts clean, on slots freed and reused many times with their
+ * generations advancing; and memory stays flat over a long soak, where
+ * fresh buffers would pile up faster than the collector frees them. An
+ * office whose round failed is dropped: it may hold locks of terminated
+ * workers.
+ */
+const offices = new Map<number, PostOffice>();
+
+function officeFor(maxMessageBytes: number, workers: number): PostOffice {
+  const kept = offices.get(maxMessageBytes);
+  if (kept !== undefined && kept.stats().capacity.threads >= workers + 1) return kept;
+  kept?.detach();
+  const office = PostOffice.create({
+    maxThreads: Math.max(16, workers + 1),
+    maxRoutes: 4096,
+    maxGroups: 2048,
+    maxTables: 64,
+    maxCapabilities: 1 << 16,
+    maxNodes: 1 << 16,
+    heapBytes: 16 << 20,
+    mailboxCapacity: 4096,
+    maxMessageBytes,
+  });
+  offices.set(maxMessageBytes, office);
+  return office;
+}
+
 export const coreMixed: Scenario = {
   name: 'core-mixed',
   async round(ctx: RoundContext): Promise<RoundResult> {
     const prng = new Prng(ctx.seed);
     const workers = ctx.workers <= 1 ? 1 : prng.int(2, ctx.workers);
     const maxMessageBytes = [16 << 10, 32 << 10, 64 << 10][prng.int(0, 2)]!;
-    const office = PostOffice.create({
-      maxThreads: workers + 2,
-      maxRoutes: 4096,
-      maxGroups: 2048,
-      maxTables: 64,
-      maxCapabilities: 1 << 16,
-      maxNodes: 1 << 16,
-      heapBytes: 48 << 20,
-      mailboxCapacity: 4096,
-      maxMessageBytes,
-    });
+    const office = officeFor(maxMessageBytes, workers);
+    // Taken now, not at create: a kept office must be back to what this round found.
     const baseline = office.stats();
     const bitmaps = snapshotBitmaps(office.buffer);
     const control = new SharedArrayBuffer(controlBytes(workers));
@@ -175,6 +195,7 @@ export const coreMixed: Scenario = {
     );
     const counts: Record<string, number> = {};
     let faults = 0;
+    let clean = false;
     try {
       // Bootstrap: worker i's token for worker j goes to worker j.
       const hellos = await crew.all('hello', ctx);
@@ -201,11 +222,15 @@ export const coreMixed: Scenario = {
         throw new Error(`leak: stats() after teardown differs from the baseline: ${leaks}`);
       const scan = scanOffice(office.buffer, bitmaps);
       if (scan.length > 0) throw new Error(`scan: ${scan.slice(0, 5).join('; ')}`);
+      clean = true;
     } finally {
       Atomics.store(ctrl, CTRL_ABORT, 1);
       Atomics.store(ctrl, CTRL_STOP, 1);
       await Promise.all(crew.threads.map((w) => w.terminate()));
-      office.detach();
+      if (!clean) {
+        offices.delete(maxMessageBytes);
+        office.detach();
+      }
     }
     return {
       counts,
