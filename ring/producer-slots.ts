@@ -155,12 +155,16 @@ export class ProducerSlots {
     Atomics.store(i32, base + H_COUNT, count);
     Atomics.store(i32, base + H_VERSION, VERSION);
     Atomics.store(i32, base + H_MAGIC, MAGIC); // publishes the region: attach checks this last-written word
-    return new ProducerSlots(buffer, byteOffset);
+    return remember(new ProducerSlots(buffer, byteOffset));
   }
 
-  /** Opens a region another thread laid out with `init`. */
+  /**
+   * Opens a region another thread laid out with `init`. One object per
+   * region and thread: every ring attached to the buffer shares it, so a
+   * producer's table is recognised by identity.
+   */
   static attach(buffer: SharedArrayBuffer, byteOffset: number): ProducerSlots {
-    return new ProducerSlots(buffer, byteOffset);
+    return attachedRegions.get(buffer)?.get(byteOffset) ?? remember(new ProducerSlots(buffer, byteOffset));
   }
 
   private constructor(buffer: SharedArrayBuffer, byteOffset: number) {
@@ -298,6 +302,19 @@ export class ProducerSlots {
     Atomics.sub(i32, this.base + H_DEAD_COUNT, 1);
     return true;
   }
+}
+
+/** This thread's ProducerSlots objects, by buffer and byte offset. */
+const attachedRegions = new WeakMap<SharedArrayBuffer, Map<number, ProducerSlots>>();
+
+function remember(slots: ProducerSlots): ProducerSlots {
+  let perBuffer = attachedRegions.get(slots.views.buffer);
+  if (perBuffer === undefined) {
+    perBuffer = new Map();
+    attachedRegions.set(slots.views.buffer, perBuffer);
+  }
+  perBuffer.set(slots.byteOffset, slots);
+  return slots;
 }
 
 /** Decodes the state bits of a SLOT_STATE word. */

@@ -124,22 +124,6 @@ const SMALL_COPY = 48;
 /** Records up to this many words are zeroed word by word (cheaper than fill). */
 const SMALL_ZERO_WORDS = 16;
 
-const slotTables = new WeakMap<SharedArrayBuffer, Map<number, ProducerSlots>>();
-
-function slotsAt(buffer: SharedArrayBuffer, byteOffset: number): ProducerSlots {
-  let perBuffer = slotTables.get(buffer);
-  if (perBuffer === undefined) {
-    perBuffer = new Map();
-    slotTables.set(buffer, perBuffer);
-  }
-  let slots = perBuffer.get(byteOffset);
-  if (slots === undefined) {
-    slots = ProducerSlots.attach(buffer, byteOffset);
-    perBuffer.set(byteOffset, slots);
-  }
-  return slots;
-}
-
 export class Ring {
   readonly views: SharedViews;
   readonly i32: Int32Array;
@@ -203,7 +187,7 @@ export class Ring {
       );
     }
     checkPlacement(buffer, byteOffset, RING_HEADER_BYTES + capacity);
-    const slots = slotsAt(buffer, producerSlotsOffset); // throws LayoutMismatch if no slot region is there
+    const slots = ProducerSlots.attach(buffer, producerSlotsOffset); // throws LayoutMismatch if no slot region is there
     const slotsEnd = producerSlotsOffset + ProducerSlots.bytesFor(slots.count);
     if (byteOffset < slotsEnd && producerSlotsOffset < byteOffset + RING_HEADER_BYTES + capacity) {
       throw new LayoutMismatch(
@@ -269,7 +253,7 @@ export class Ring {
     checkCapacity(this.capacity);
     checkPlacement(buffer, byteOffset, RING_HEADER_BYTES + this.capacity);
     this.maxRecordLength = i32[this.base + W_MAX_RECORD]!;
-    this.slots = slotsAt(buffer, i32[this.base + W_SLOTS_OFFSET]!);
+    this.slots = ProducerSlots.attach(buffer, i32[this.base + W_SLOTS_OFFSET]!);
     this.mask = this.capacity - 1;
     this.dataStart = byteOffset + RING_HEADER_BYTES;
     this.dataWord = this.dataStart >> 2;
@@ -505,7 +489,7 @@ export class Ring {
     if (producer.claimRingBase !== -1)
       throw new ProducerStateError('this producer already has an open claim');
     if (producer.released) throw new ProducerStateError('this producer was released');
-    if (producer.slots.base !== this.slots.base || producer.slots.views !== this.views) {
+    if (producer.slots !== this.slots) {
       throw new ProducerStateError("the producer's slot table is not the one this ring uses");
     }
     if (!Number.isInteger(type) || type < 1 || type > MAX_RECORD_TYPE) {
