@@ -87,7 +87,8 @@ export class Mailbox {
   /** @internal Monitor ids whose downs come to this mailbox. */
   readonly monitors = new Set<number>();
   private readonly o: Shared;
-  private readonly ring: Ring;
+  /** @internal The mailbox's ring (the runtime gives it a doorbell). */
+  readonly ring: Ring;
   private readonly pinWord: number;
   private readonly downsWord: number;
   /** Downs taken off R_DOWNS, oldest first (node index + 1 through N_NEXT). */
@@ -159,6 +160,26 @@ export class Mailbox {
     if (this.end !== null) return;
     closeRoute(this.o, this.route, REASON_CLOSED);
     this.finish();
+  }
+
+  /**
+   * @internal The doorbell form of a parked receive (ring/doorbell.ts): after
+   * a receive found nothing, arms the ring's doorbell and re-checks pending
+   * downs and the close. True when the doorbell will be rung by the next
+   * record, down or close; false (withdrawn) when something can be received
+   * now. The ring must have been given a doorbell (`ring.setDoorbell`).
+   */
+  armDoorbell(): boolean {
+    if (this.end !== null) return false;
+    if (!this.ring.armDoorbell()) return false;
+    const i32 = this.o.i32;
+    // Downs and the close each write a nudge record too; these reads only spare a wake-up.
+    if (this.localDowns !== 0 || Atomics.load(i32, this.downsWord) !== 0 || (Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) {
+      this.ring.disarmDoorbell();
+      return false;
+    }
+    dropHazard(this.o); // going idle: hold no other mailbox's ring meanwhile
+    return true;
   }
 
   // ---------------------------------------------------------------- receive

@@ -14,6 +14,7 @@ export {
   RingError,
   WriteTimeout,
 } from './errors.ts';
+export { DoorbellOwner, doorbellWords, initDoorbell, ringDoorbell } from './doorbell.ts';
 export { Producer, ProducerSlots } from './producer-slots.ts';
 export {
   type RecordHandler,

@@ -30,7 +30,13 @@
  *  line 3: written by the consumer when it parks; read by producers after every publish
  *  48 [192]  CONSUMER_SLEEP  1 while the consumer is parked (or about to park),
  *                            set by the consumer; a producer that sees 1 after
- *                            publishing swaps it to 0 and notifies
+ *                            publishing swaps it to 0 and notifies. 2 while the
+ *                            consumer waits through a doorbell (doorbell.ts):
+ *                            a producer that sees 2 swaps it to 0 and rings
+ *  49 [196]  DOORBELL_BASE   word index of the doorbell this ring's consumer
+ *                            waits through, written by the consumer before it
+ *                            first stores 2 in CONSUMER_SLEEP
+ *  50 [200]  DOORBELL_BIT    this ring's bit in that doorbell; same writer
  *  line 4: written by producers when they wait for room; read by the consumer
  *          each time it hands space back
  *  64 [256]  ROOM_WAITERS    producers parked waiting for room; each adds 1
@@ -52,6 +58,8 @@
  * non-zero PUBLISH word can only have been written by the claim that owns
  * that position, and no payload can ever pose as a later record's header.
  */
+
+import { ringDoorbell } from './doorbell.ts';
 
 export const RING_MAGIC = 0x474e4952; // 'RING' little-endian
 export const RING_VERSION = 2;
@@ -77,6 +85,12 @@ export const W_HEAD_CACHE = 17;
 export const W_HEAD = 32;
 export const W_ROOM_SEQ = 33;
 export const W_CONSUMER_SLEEP = 48;
+export const W_DOORBELL_BASE = 49;
+export const W_DOORBELL_BIT = 50;
+/** CONSUMER_SLEEP values. */
+export const CONSUMER_AWAKE = 0;
+export const CONSUMER_PARKED = 1;
+export const CONSUMER_DOORBELL = 2;
 export const W_ROOM_WAITERS = 64;
 
 /** Bytes a record with `payloadLength` bytes of payload takes in the ring. */
@@ -90,8 +104,17 @@ export function recordBytes(payloadLength: number): number {
  */
 export function wakeConsumerAt(i32: Int32Array, ringBase: number): void {
   const sleepWord = ringBase + W_CONSUMER_SLEEP;
-  // Only the producer that flips 1 -> 0 notifies: the others see 0 and skip the syscall.
-  if (Atomics.load(i32, sleepWord) !== 0 && Atomics.compareExchange(i32, sleepWord, 1, 0) === 1) {
-    Atomics.notify(i32, sleepWord, 1);
+  const state = Atomics.load(i32, sleepWord);
+  if (state === CONSUMER_AWAKE) return;
+  // Only the producer that flips the word back to 0 wakes: the others see 0 and skip the work.
+  if (state === CONSUMER_PARKED) {
+    if (Atomics.compareExchange(i32, sleepWord, CONSUMER_PARKED, CONSUMER_AWAKE) === CONSUMER_PARKED) {
+      Atomics.notify(i32, sleepWord, 1);
+    }
+  } else if (
+    Atomics.compareExchange(i32, sleepWord, CONSUMER_DOORBELL, CONSUMER_AWAKE) === CONSUMER_DOORBELL
+  ) {
+    // Read after the swap: the consumer wrote both before it stored CONSUMER_DOORBELL.
+    ringDoorbell(i32, Atomics.load(i32, ringBase + W_DOORBELL_BASE), Atomics.load(i32, ringBase + W_DOORBELL_BIT));
   }
 }

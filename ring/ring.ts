@@ -65,6 +65,10 @@ import {
   TYPE_MASK,
   W_CAPACITY,
   W_CONSUMER_SLEEP,
+  W_DOORBELL_BASE,
+  W_DOORBELL_BIT,
+  CONSUMER_AWAKE,
+  CONSUMER_DOORBELL,
   W_HEAD,
   W_HEAD_CACHE,
   W_MAGIC,
@@ -686,6 +690,48 @@ export class Ring {
       Atomics.store(i32, sleepWord, 0);
       if (this.peek() >= 0) return true;
     }
+  }
+
+  /**
+   * Makes this ring wake its consumer through bit `bit` of the doorbell at
+   * word `doorbellBase` (doorbell.ts) instead of its own futex word, from the
+   * next `armDoorbell` on. Consumer only.
+   */
+  setDoorbell(doorbellBase: number, bit: number): void {
+    Atomics.store(this.i32, this.base + W_DOORBELL_BASE, doorbellBase);
+    Atomics.store(this.i32, this.base + W_DOORBELL_BIT, bit); // both read by producers only after they see CONSUMER_DOORBELL
+  }
+
+  /**
+   * The doorbell form of parking: announces that the consumer waits through
+   * its doorbell, then re-checks. Returns false (withdrawn) when a record is
+   * available now (then `peek` returns it); true when the first producer to
+   * publish from now on will ring the doorbell. Consumer only; `setDoorbell`
+   * first.
+   */
+  armDoorbell(): boolean {
+    const i32 = this.i32;
+    const sleepWord = this.base + W_CONSUMER_SLEEP;
+    this.flushConsumed();
+    // A dead claim may also wait on a live producer moving on, which rings nobody: a
+    // consumer that sees `deadProducers` re-polls now and then (see that getter).
+    if (Atomics.load(i32, this.slots.deadCountWord) !== 0) this.reclaimDeadProducers();
+    Atomics.store(i32, sleepWord, CONSUMER_DOORBELL); // announces the wait: producers publishing from now on will ring
+    if (this.peek() >= 0) {
+      Atomics.store(i32, sleepWord, CONSUMER_AWAKE);
+      return false;
+    }
+    return true;
+  }
+
+  /** Whether some producer slot is dead (a waiting consumer should re-poll now and then). May be stale. */
+  get deadProducers(): boolean {
+    return Atomics.load(this.i32, this.slots.deadCountWord) !== 0;
+  }
+
+  /** Withdraws an armed doorbell (a rung bit may still arrive: doorbell bits may be spurious). */
+  disarmDoorbell(): void {
+    Atomics.store(this.i32, this.base + W_CONSUMER_SLEEP, CONSUMER_AWAKE);
   }
 
   /**
