@@ -5,8 +5,9 @@
  */
 
 import { InvalidHandle } from './errors.ts';
-import { createGroup, groupGen, isDead, killGroup, releaseGroup } from './groups.ts';
+import { createGroup, groupGen, isDead, killGroupFor, releaseGroup } from './groups.ts';
 import { Mailbox, type MailboxOptions } from './mailbox.ts';
+import { checkKillReason, type KillReason } from './reasons.ts';
 import type { Table } from './table.ts';
 
 export class Group {
@@ -29,10 +30,15 @@ export class Group {
     return mailbox;
   }
 
-  /** Kills this group and every group linked to it, transitively, before returning. */
-  kill(): void {
+  /**
+   * Kills this group and every group linked to it, transitively, before
+   * returning. Every route closed and every group killed carries `reason`'s
+   * code and detail (RangeError, before anything changes, for a bad one).
+   */
+  kill(reason?: KillReason): void {
     this.checkLive();
-    killGroup(this.table.o, this.index, this.generation);
+    checkKillReason(reason);
+    killGroupFor(this.table.o, this.index, this.generation, reason);
   }
 
   /** Whether the group has been killed. A dead group stays dead. */

@@ -28,6 +28,8 @@
 import {
   C_LINK_ENDS,
   C_LIVE_GROUPS,
+  G_CODE,
+  G_DETAIL,
   G_GEN,
   G_LINKS,
   G_LOCK,
@@ -50,6 +52,8 @@ import {
   N_NEXT,
   NK_LINK,
   R_CLOSED_BIT,
+  R_CODE,
+  R_DETAIL,
   R_FLAGS,
   R_NEXT_MEMBER,
   R_PIN,
@@ -59,6 +63,7 @@ import {
   RF_MEMBER,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
+import { type KillReason, releaseDetail, retainDetail, storeReason } from './reasons.ts';
 import { detachOnClose, fireMonitors, removeFromList, runDeferred } from './routes.ts';
 import type { Shared } from './shared.ts';
 
@@ -70,6 +75,8 @@ export function createGroup(o: Shared): number {
   // G_LOCK is left alone: only lock/unlock change a lock word (a killer holding a stale id may hold it now).
   Atomics.store(i32, w + G_MEMBERS, 0);
   Atomics.store(i32, w + G_LINKS, 0);
+  Atomics.store(i32, w + G_CODE, 0);
+  Atomics.store(i32, w + G_DETAIL, 0);
   Atomics.store(i32, w + G_REFS, 1);
   Atomics.store(i32, w + G_STATE, GS_ALIVE); // the slot is unreachable until its id is handed out
   Atomics.add(i32, C_LIVE_GROUPS, 1);
@@ -112,7 +119,12 @@ export function addMember(o: Shared, g: number, r: number): boolean {
     Atomics.store(i32, rw + R_FLAGS, RF_MEMBER);
     Atomics.store(i32, w + G_MEMBERS, r + 1); // publishes the route as a member (under the lock): a kill closes it
   } else {
+    // Born closed of the group's death: its reason is the group's.
     Atomics.store(i32, rw + R_REASON, REASON_KILLED);
+    Atomics.store(i32, rw + R_CODE, Atomics.load(i32, w + G_CODE));
+    const detail = Atomics.load(i32, w + G_DETAIL);
+    retainDetail(o, detail); // the route slot's reference (the group slot holds one: we hold its lock)
+    Atomics.store(i32, rw + R_DETAIL, detail);
     Atomics.or(i32, rw + R_PIN, R_CLOSED_BIT); // publishes the route as born closed, before anyone can name it
   }
   unlock(i32, w + G_LOCK);
@@ -146,12 +158,14 @@ export function freeGroup(o: Shared, g: number): void {
   const w = o.groups.word(g);
   lock(i32, w + G_LOCK);
   const links = Atomics.exchange(i32, w + G_LINKS, 0);
+  const detail = Atomics.exchange(i32, w + G_DETAIL, 0);
   if (Atomics.load(i32, w + G_STATE) === GS_ALIVE) Atomics.sub(i32, C_LIVE_GROUPS, 1);
   Atomics.store(i32, w + G_STATE, GS_FREE);
   // Bumped under the lock: whoever locks this slot later with the old generation sees it gone.
   const gen = Atomics.add(i32, w + G_GEN, 1) + 1;
   unlock(i32, w + G_LOCK);
   dropLinkList(o, links);
+  releaseDetail(o, detail);
   o.groups.freeBumped(g, gen);
 }
 
@@ -183,8 +197,13 @@ function freeLinkEnd(o: Shared, node: number): void {
   o.freeNode(node);
 }
 
-/** Kills group (g, gen) and, transitively, every group linked to it. Returns when all of them are dead. */
-export function killGroup(o: Shared, g: number, gen: number): void {
+/**
+ * Kills group (g, gen) and, transitively, every group linked to it. Returns
+ * when all of them are dead. Every route it closes and every group it kills
+ * records exit code `code` and detail blob `detail` (reasons.ts; 0: none),
+ * on which the caller holds a reference for the call.
+ */
+export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 0): void {
   const i32 = o.i32;
   const work = [g, gen];
   const seen = new Set<number>();
@@ -212,10 +231,13 @@ export function killGroup(o: Shared, g: number, gen: number): void {
         for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
           const r = m - 1;
           m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
-          const monitors = detachOnClose(o, r, REASON_KILLED);
+          const monitors = detachOnClose(o, r, REASON_KILLED, code, detail);
           if (monitors > 0) toFire.push(r, monitors);
         }
-        Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death: no route joins after this
+        Atomics.store(i32, w + G_CODE, code);
+        retainDetail(o, detail); // the group slot's reference, dropped when the slot is freed
+        Atomics.store(i32, w + G_DETAIL, detail);
+        Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (and its reason): no route joins after this
         Atomics.sub(i32, C_LIVE_GROUPS, 1);
       }
       for (let x = Atomics.load(i32, w + G_LINKS); x !== 0; ) {
@@ -242,6 +264,13 @@ export function killGroup(o: Shared, g: number, gen: number): void {
     o.deferDepth--;
   }
   runDeferred(o);
+}
+
+/** Kills group (g, gen) as `killGroup` does, for a checked reason (reasons.ts). Never fails for lack of memory. */
+export function killGroupFor(o: Shared, g: number, gen: number, reason: KillReason | undefined): void {
+  const { code, detail } = storeReason(o, reason);
+  killGroup(o, g, gen, code, detail);
+  releaseDetail(o, detail);
 }
 
 /**
@@ -312,12 +341,21 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
         n2 = -1;
         return id;
       }
+      // One side is dead: the link would kill the other at once, of the dead side's death.
+      let code = 0;
+      let detail = 0;
+      const deadWord = aAlive ? bw : aw;
+      if (aAlive !== bAlive && Atomics.load(i32, deadWord + G_GEN) === (aAlive ? bGen : aGen)) {
+        code = Atomics.load(i32, deadWord + G_CODE);
+        detail = Atomics.load(i32, deadWord + G_DETAIL);
+        retainDetail(o, detail); // ours for the kill (the dead slot holds one: we hold its lock)
+      }
       unlock(i32, second + G_LOCK);
       unlock(i32, first + G_LOCK);
       if (existing >= 0) return makeId(existing, o.nodeGen(existing));
-      // One side is dead: the link would kill the other at once.
-      if (aAlive) killGroup(o, a, aGen);
-      else if (bAlive) killGroup(o, b, bGen);
+      if (aAlive) killGroup(o, a, aGen, code, detail);
+      else if (bAlive) killGroup(o, b, bGen, code, detail);
+      releaseDetail(o, detail);
       return 0;
     }
   } finally {

@@ -18,9 +18,11 @@ export { Group } from './group.ts';
 export { Mailbox, type MailboxOptions, type ReceiveOptions } from './mailbox.ts';
 export { Perm, type Perms } from './perm.ts';
 export { PostOffice, type PostOfficeOptions, type PostOfficeStats } from './post-office.ts';
+export { DETAIL_DROPPED, type KillReason, MAX_DETAIL_BYTES, MAX_EXIT_CODE } from './reasons.ts';
 export {
   type DownSignal,
   type EndSignal,
+  type ExitInfo,
   InPlaceSignal,
   type MessageSignal,
   type Reason,

@@ -28,7 +28,7 @@
  */
 
 export const MAGIC = 0x54534f50; // 'POST' little-endian
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export const HEADER_BYTES = 256;
 export const PAGE_BYTES = 64;
@@ -88,6 +88,7 @@ export const C_DOWNS = 43; // down signals created and not yet delivered or disc
 export const C_LINK_ENDS = 44; // link nodes (two per link)
 export const C_OWNED = 45; // owned capabilities not yet imported or discarded
 export const C_RETIRED = 46; // slots retired because their generation ran out
+export const C_DETAILS = 47; // exit-detail blobs in the heap (reasons.ts)
 
 // ------------------------------------------------------------------ threads
 /** A thread record, one cache line per producer slot, written by the thread holding that slot. */
@@ -105,8 +106,11 @@ export const HAZARD_TAG_SHIFT = 23;
 export const HAZARD_ROUTE_MASK = (1 << HAZARD_TAG_SHIFT) - 1;
 
 // ------------------------------------------------------------------ routes
-/** A route slot: one route and its mailbox. */
-export const ROUTE_BYTES = 64;
+/**
+ * A route slot: one route and its mailbox. Two cache lines: the words every
+ * send touches (R_PIN, R_REFS, R_RING) are in the first.
+ */
+export const ROUTE_BYTES = 128;
 /** Generation, bumped (by the slot's freer) when the slot is freed. */
 export const R_GEN = 0;
 /**
@@ -128,11 +132,21 @@ export const R_LOCK = 7; // route lock (lock.ts): guards R_MONITORS and the clos
 export const R_MONITORS = 8;
 /** Head of the pending-down stack (node index + 1): pushed lock-free by anyone, taken whole by the owner. */
 export const R_DOWNS = 9;
-export const R_REASON = 10; // REASON_* once closed; written under R_LOCK before the CLOSED bit
+/**
+ * Why the route closed, three words written under R_LOCK before the CLOSED
+ * bit (or, for a route born closed in a dead group, before anyone can name
+ * it) and constant afterwards: the REASON_* kind, the exit code (reasons.ts:
+ * the caller's 30-bit code, DETAIL_DROPPED when a detail was asked for and
+ * could not be stored), and the detail blob (heap byte offset, 0 for none),
+ * on which the slot holds a reference until it is freed.
+ */
+export const R_REASON = 10;
 export const R_NEXT_MEMBER = 11; // group member list (route index + 1); under the group's lock
 export const R_PREV_MEMBER = 12;
 export const R_FLAGS = 13; // RF_MEMBER while on its group's member list; under the group's lock
 export const R_OWNER_TABLE = 14; // table slot index of the mailbox owner, for information
+export const R_CODE = 15; // see R_REASON
+export const R_DETAIL = 16; // see R_REASON
 
 export const PIN_COUNT_MASK = (1 << 26) - 1;
 /** Closed: senders drop, the owner stops delivering ring records. */
@@ -152,7 +166,7 @@ export const REASON_CLOSED = 1;
 export const REASON_KILLED = 2;
 
 // ------------------------------------------------------------------ groups
-export const GROUP_BYTES = 32;
+export const GROUP_BYTES = 64;
 export const G_GEN = 0; // bumped under G_LOCK when the slot is freed
 export const G_STATE = 1; // GS_*; under G_LOCK
 export const G_LOCK = 2;
@@ -160,6 +174,13 @@ export const G_LOCK = 2;
 export const G_REFS = 3;
 export const G_MEMBERS = 4; // head of the member list (route index + 1); under G_LOCK
 export const G_LINKS = 5; // head of the link list (node index + 1); under G_LOCK
+/**
+ * How the group died: exit code and detail blob, as R_CODE and R_DETAIL.
+ * Written by the killer under G_LOCK before GS_DEAD, constant afterwards;
+ * the slot holds a reference on the blob until it is freed.
+ */
+export const G_CODE = 6;
+export const G_DETAIL = 7;
 
 export const GS_FREE = 0;
 export const GS_ALIVE = 1;

@@ -25,6 +25,8 @@ import {
   N_C,
   N_NEXT,
   R_CLOSED_BIT,
+  R_CODE,
+  R_DETAIL,
   R_DOWNS,
   R_GONE_BIT,
   R_PIN,
@@ -36,6 +38,7 @@ import {
   REC_NUDGE,
 } from './layout.ts';
 import { isPermSet, Perm, type Perms } from './perm.ts';
+import { readDetail } from './reasons.ts';
 import {
   closeRoute,
   createRoute,
@@ -174,7 +177,11 @@ export class Mailbox {
     if (!this.ring.armDoorbell()) return false;
     const i32 = this.o.i32;
     // Downs and the close each write a nudge record too; these reads only spare a wake-up.
-    if (this.localDowns !== 0 || Atomics.load(i32, this.downsWord) !== 0 || (Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0) {
+    if (
+      this.localDowns !== 0 ||
+      Atomics.load(i32, this.downsWord) !== 0 ||
+      (Atomics.load(i32, this.pinWord) & R_CLOSED_BIT) !== 0
+    ) {
       this.ring.disarmDoorbell();
       return false;
     }
@@ -308,20 +315,26 @@ export class Mailbox {
     const nw = o.nodes.word(node);
     const watched = Atomics.load(i32, nw + N_A);
     const reason = reasonName(Atomics.load(i32, nw + N_C));
+    // The watched route's close reason: constant since its close, kept by the reference the node holds.
+    const ww = o.routes.word(watched);
+    const code = Atomics.load(i32, ww + R_CODE);
     const monitor = makeId(node, o.nodeGen(node));
     // The node's reference on the watched route passes to the new entry; if the table is full, nothing changes.
     const route = this.table.addEntry(watched, Atomics.load(i32, nw + N_B), 0);
+    const detail = readDetail(o, Atomics.load(i32, ww + R_DETAIL));
     this.localDowns = Atomics.load(i32, nw + N_NEXT);
     Atomics.sub(i32, C_DOWNS, 1);
     o.freeNode(node);
     this.monitors.delete(monitor);
     this.table.monitors.delete(monitor);
-    if (!inPlace) return { kind: 'down', route, reason, monitor };
+    if (!inPlace) return { kind: 'down', route, reason, monitor, code, detail };
     const view = this.view;
     view.kind = 'down';
     view.route = route;
     view.reason = reason;
     view.monitor = monitor;
+    view.code = code;
+    view.detail = detail;
     view.length = 0;
     view.caps.length = 0;
     return view;
@@ -401,6 +414,8 @@ export class Mailbox {
     const view = this.view;
     view.kind = 'end';
     view.reason = end.reason;
+    view.code = end.code;
+    view.detail = end.detail === null ? null : end.detail.slice();
     view.length = 0;
     view.caps.length = 0;
     return view;
@@ -416,9 +431,13 @@ export class Mailbox {
     this.releaseHeld();
     // Whoever frees the ring drains it from HEAD: hand back what this consumer has consumed first.
     this.ring.flushConsumed();
+    // The close reason is constant once closed, and the owner's reference (still held) keeps it.
+    const w = o.routes.word(this.route);
     this.end = Object.freeze({
       kind: 'end',
-      reason: reasonName(Atomics.load(i32, o.routes.word(this.route) + R_REASON)),
+      reason: reasonName(Atomics.load(i32, w + R_REASON)),
+      code: Atomics.load(i32, w + R_CODE),
+      detail: readDetail(o, Atomics.load(i32, w + R_DETAIL)),
     });
     for (const id of this.monitors) {
       demonitorRoute(o, id);

@@ -13,6 +13,7 @@ import { Bitmap } from './bitmap.ts';
 import { PostOfficeMismatch } from './errors.ts';
 import {
   align64,
+  C_DETAILS,
   C_DOWNS,
   C_IN_USE,
   C_LINK_ENDS,
@@ -85,6 +86,8 @@ export interface PostOfficeStats {
   threads: number;
   /** Slots retired for good because their generation ran out. */
   retired: number;
+  /** Exit-detail blobs in the heap (their pages count in heapBytes). */
+  details: number;
   capacity: {
     routes: number;
     groups: number;
@@ -208,6 +211,7 @@ export class PostOffice {
       heapBytes: used(POOL_HEAP) * PAGE_BYTES,
       threads: o.slots.inUse(),
       retired: Atomics.load(i32, C_RETIRED),
+      details: Atomics.load(i32, C_DETAILS),
       capacity: {
         routes: o.routes.count,
         groups: o.groups.count,

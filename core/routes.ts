@@ -46,6 +46,8 @@ import {
   PAGE_BYTES,
   PIN_COUNT_MASK,
   R_CLOSED_BIT,
+  R_CODE,
+  R_DETAIL,
   R_DOWNS,
   R_FLAGS,
   R_GEN,
@@ -68,6 +70,7 @@ import {
   REC_NUDGE,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
+import { releaseDetail, retainDetail } from './reasons.ts';
 import type { Shared } from './shared.ts';
 
 const EMPTY = new Uint8Array(0);
@@ -113,6 +116,8 @@ export function createRoute(
   Atomics.store(i32, w + R_MONITORS, 0);
   Atomics.store(i32, w + R_DOWNS, 0);
   Atomics.store(i32, w + R_REASON, 0);
+  Atomics.store(i32, w + R_CODE, 0);
+  Atomics.store(i32, w + R_DETAIL, 0);
   Atomics.store(i32, w + R_FLAGS, 0);
   Atomics.store(i32, w + R_OWNER_TABLE, ownerTable);
   retainGroup(o, g);
@@ -237,6 +242,8 @@ export function settle(o: Shared, r: number): void {
     if ((v & R_UNREF_BIT) !== 0 && (v & R_RING_FREED_BIT) !== 0 && (v & R_SLOT_FREED_BIT) === 0) {
       // Claims the slot's release: exactly one thread frees it.
       if (Atomics.compareExchange(i32, word, v, v | R_SLOT_FREED_BIT) === v) {
+        // The close reason's detail goes with the slot.
+        releaseDetail(o, Atomics.exchange(i32, o.routes.word(r) + R_DETAIL, 0));
         o.routes.free(r, o.routes.word(r) + R_GEN);
         return;
       }
@@ -310,13 +317,14 @@ export function freeRouteNode(o: Shared, n: number, counterWord: number): void {
 }
 
 /**
- * Closes route `r` with `reason` unless it is closed already. Monitors fire:
- * each monitor node becomes a down node pushed onto its watcher's pending
- * list. The owner's consumer is nudged awake. Returns whether this call
- * closed it.
+ * Closes route `r` with `reason` (REASON_*), exit code `code` and detail
+ * blob `detail` (0: none; the caller holds a reference) unless it is closed
+ * already. Monitors fire: each monitor node becomes a down node pushed onto
+ * its watcher's pending list. The owner's consumer is nudged awake. Returns
+ * whether this call closed it.
  */
-export function closeRoute(o: Shared, r: number, reason: number): boolean {
-  const monitors = detachOnClose(o, r, reason);
+export function closeRoute(o: Shared, r: number, reason: number, code = 0, detail = 0): boolean {
+  const monitors = detachOnClose(o, r, reason, code, detail);
   if (monitors < 0) return false;
   fireMonitors(o, r, reason, monitors);
   return true;
@@ -330,7 +338,7 @@ export function closeRoute(o: Shared, r: number, reason: number): boolean {
  * watcher inside the closure gets a down from a route dying in the same
  * kill, whatever the order the routes are visited in.
  */
-export function detachOnClose(o: Shared, r: number, reason: number): number {
+export function detachOnClose(o: Shared, r: number, reason: number, code: number, detail: number): number {
   const i32 = o.i32;
   const w = o.routes.word(r);
   lock(i32, w + R_LOCK);
@@ -339,6 +347,9 @@ export function detachOnClose(o: Shared, r: number, reason: number): number {
     return -1;
   }
   Atomics.store(i32, w + R_REASON, reason);
+  Atomics.store(i32, w + R_CODE, code);
+  retainDetail(o, detail); // the slot's reference, dropped when the slot is freed
+  Atomics.store(i32, w + R_DETAIL, detail);
   const head = Atomics.exchange(i32, w + R_MONITORS, 0);
   let n = 0;
   for (let x = head; x !== 0; x = Atomics.load(i32, o.nodes.word(x - 1) + N_NEXT)) n++;

@@ -15,7 +15,22 @@ export interface MessageSignal {
   readonly caps: number[];
 }
 
-export interface DownSignal {
+/**
+ * Why a route closed or a group died, beyond `reason`: the code and detail of
+ * the kill that did it (reasons.ts), code 0 and detail null for a mailbox
+ * closed by its owner or a kill that gave none.
+ */
+export interface ExitInfo {
+  /**
+   * The kill's code (a natural number below 2^30), with DETAIL_DROPPED set
+   * when its detail could not be stored (the shared heap was full).
+   */
+  readonly code: number;
+  /** A copy of the kill's detail, owned by the receiver; null when it had none. */
+  readonly detail: Uint8Array | null;
+}
+
+export interface DownSignal extends ExitInfo {
   readonly kind: 'down';
   /** A permission-less handle to the route that closed (compare it with `sameRoute`). */
   readonly route: number;
@@ -24,7 +39,7 @@ export interface DownSignal {
   readonly monitor: number;
 }
 
-export interface EndSignal {
+export interface EndSignal extends ExitInfo {
   readonly kind: 'end';
   readonly reason: Reason;
 }
@@ -50,6 +65,10 @@ export class InPlaceSignal {
   monitor = 0;
   /** Down and end: the reason. */
   reason: Reason = 'closed';
+  /** Down and end: the code (see ExitInfo). */
+  code = 0;
+  /** Down and end: a copy of the detail (see ExitInfo), or null. */
+  detail: Uint8Array | null = null;
 
   constructor(bytes: Uint8Array) {
     this.bytes = bytes;

@@ -23,7 +23,7 @@ import {
   TableMismatch,
 } from './errors.ts';
 import { Group } from './group.ts';
-import { groupGen, killGroup, linkGroups, unlinkGroups } from './groups.ts';
+import { killGroup, killGroupFor, linkGroups, unlinkGroups } from './groups.ts';
 import {
   C_OWNED,
   E_GEN,
@@ -45,6 +45,8 @@ import {
   NK_OWNED,
   NK_OWNED_CLAIMED,
   R_CLOSED_BIT,
+  R_CODE,
+  R_DETAIL,
   R_GROUP,
   R_GROUP_GEN,
   R_PIN,
@@ -59,6 +61,7 @@ import {
 import type { Mailbox } from './mailbox.ts';
 import { isPermSet, Perm, type Perms } from './perm.ts';
 import type { PostOffice } from './post-office.ts';
+import { checkKillReason, type KillReason } from './reasons.ts';
 import {
   demonitorRoute,
   dropHazard,
@@ -422,14 +425,19 @@ export class Table {
 
   // ---------------------------------------------------------------- control
 
-  /** Kills the group of h's route (and everything linked to it). A no-op on a closed route. */
-  kill(h: number): void {
+  /**
+   * Kills the group of h's route (and everything linked to it), with
+   * `reason`'s code and detail (RangeError, before anything changes, for a
+   * bad one). A no-op on a closed route.
+   */
+  kill(h: number, reason?: KillReason): void {
     const w = this.entryWith(h, Perm.KILL, 'kill');
+    checkKillReason(reason);
     const o = this.o;
     const r = Atomics.load(o.i32, w + E_ROUTE);
     const rw = o.routes.word(r);
     if ((Atomics.load(o.i32, rw + R_PIN) & R_CLOSED_BIT) !== 0) return;
-    killGroup(o, Atomics.load(o.i32, rw + R_GROUP), Atomics.load(o.i32, rw + R_GROUP_GEN));
+    killGroupFor(o, Atomics.load(o.i32, rw + R_GROUP), Atomics.load(o.i32, rw + R_GROUP_GEN), reason);
   }
 
   /**
@@ -478,7 +486,14 @@ export class Table {
     // DESIGN section 1: link through a closed route kills the caller's group (the partner is
     // gone), whichever group the route was in: a closed route tells its holder nothing more.
     if ((Atomics.load(o.i32, rw + R_PIN) & R_CLOSED_BIT) !== 0) {
-      killGroup(o, group.index, groupGen(o, group.index));
+      // ...of the route's close: its code and detail (the route's slot holds the detail; we hold the route).
+      killGroup(
+        o,
+        group.index,
+        group.generation,
+        Atomics.load(o.i32, rw + R_CODE),
+        Atomics.load(o.i32, rw + R_DETAIL),
+      );
       return 0;
     }
     const id = linkGroups(

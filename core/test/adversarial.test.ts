@@ -412,8 +412,8 @@ describe('links', () => {
     expect(h.office.stats().links).toBe(1);
     t.kill(capB);
     expect(a.dead).toBe(true);
-    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
-    expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+    expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(t.unlink(id2)).toBe(false);
     expect(h.office.stats().links).toBe(0);
     t.close();
@@ -475,8 +475,8 @@ describe('links', () => {
     t.release(cap);
     b.kill();
     expect(a.dead).toBe(true);
-    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
-    expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+    expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -591,14 +591,14 @@ describe('monitors', () => {
     t.monitor(self, mb);
     t.monitor(self, mb);
     g.kill();
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(h.office.stats().monitors).toBe(0);
     expect(h.office.stats().pendingDowns).toBe(0);
     const mb2 = t.createGroup().createMailbox();
     const self2 = mb2.export(Perm.MONITOR);
     t.monitor(self2, mb2);
     mb2.close();
-    expect(mb2.tryReceive()).toEqual({ kind: 'end', reason: 'closed' });
+    expect(mb2.tryReceive()).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -689,7 +689,7 @@ describe('monitors', () => {
     watcher.close();
     expect(h.office.stats().pendingDowns).toBe(0);
     expect(h.office.stats().monitors).toBe(0);
-    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'closed' });
+    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     watched[2]!.close();
     expect(h.office.stats().pendingDowns).toBe(0);
     t.close();
@@ -708,7 +708,7 @@ describe('monitors', () => {
     const id = t.monitor(cap, watcher);
     expect(typeof id).toBe('number');
     watched.close();
-    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(h.office.stats().monitors).toBe(0);
     expect(h.office.stats().pendingDowns).toBe(0);
     t.close();
@@ -752,7 +752,7 @@ describe('monitors', () => {
       t.sameRoute(d.route, cap1) ? `1:${d.reason}` : `2:${d.reason}`,
     );
     expect(reasons.sort()).toEqual(['1:closed', '2:killed']);
-    expect(born.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(born.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -773,10 +773,10 @@ describe('kill and delivery', () => {
     g.kill();
     expect(g.dead).toBe(true);
     expect(mb.closed).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(t.send(to, bytes(9))).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -845,7 +845,7 @@ describe('kill and delivery', () => {
     expect(() => g.dead).toThrow(InvalidHandle);
     expect(() => g.createMailbox()).toThrow(InvalidHandle);
     t.kill(cap);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -859,7 +859,8 @@ describe('kill and delivery', () => {
     for (const h2 of to) t.send(h2, bytes(1));
     g.kill();
     boxes.push(g.createMailbox());
-    for (const b of boxes) expect(b.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    for (const b of boxes)
+      expect(b.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(h.office.stats().openRoutes).toBe(h.baseline.openRoutes);
     t.close();
     h.expectNoLeaks();
@@ -1225,7 +1226,7 @@ describe('mailbox options and misc bad input', () => {
     expect(() => t.importOwned({ office: 1, token: 1, perms: 0 })).toThrow(InvalidHandle);
     expect(() => g.createMailbox()).toThrow(InvalidHandle);
     expect(() => mb.export()).toThrow(InvalidHandle);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'closed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     expect(() => t.demonitor(1)).toThrow(InvalidHandle);
     expect(() => t.unlink(1)).toThrow(InvalidHandle);
     h.expectNoLeaks();
@@ -1465,7 +1466,7 @@ describe('more link and monitor edges', () => {
     // A closed route tells its holder nothing more, not even whose it was: the partner is gone.
     expect(t.link(self, g)).toBe(0);
     expect(g.dead).toBe(true);
-    expect(alive.tryReceive()).toMatchObject({ kind: 'end', reason: 'killed' });
+    expect(alive.tryReceive()).toMatchObject({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -1524,7 +1525,7 @@ describe('more link and monitor edges', () => {
     t.link(mbB.export(Perm.LINK), a);
     t.monitor(mbB.export(Perm.MONITOR), watcherInA);
     b.kill();
-    expect(watcherInA.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(watcherInA.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -1542,8 +1543,8 @@ describe('more link and monitor edges', () => {
     watched[1]!.close(); // after the watcher closed: dropped
     expect(expectDown(watcher.tryReceive()).monitor).toBe(ids[2]);
     expect(expectDown(watcher.tryReceive()).monitor).toBe(ids[0]);
-    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
-    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -1705,7 +1706,7 @@ describe('a receive awaiting while the owner lets the mailbox go', () => {
     const p = mb.receive({ timeoutMs: 4000 });
     await new Promise((r) => setTimeout(r, 10));
     mb.close();
-    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed' });
+    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     await p;
     t.close();
     h.expectNoLeaks();
@@ -1720,7 +1721,7 @@ describe('a receive awaiting while the owner lets the mailbox go', () => {
     await new Promise((r) => setTimeout(r, 10));
     mb.close();
     const next = g.createMailbox(); // takes the freed ring's pages
-    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed' });
+    expect(await within(p, 1500)).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     await p;
     next.close();
     t.close();

@@ -115,10 +115,10 @@ describe('Flue scenarios', () => {
     t.kill(to);
     expect(g.dead).toBe(true);
     expect(mb.closed).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     // Sending to a killed route succeeds and the message is dropped.
     expect(t.send(to, bytes(3))).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -133,7 +133,7 @@ describe('Flue scenarios', () => {
     t.kill(k);
     g.kill();
     expect(g.dead).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -170,7 +170,8 @@ describe('Flue scenarios', () => {
     const bystander = other.createMailbox();
     const k = boxes[2]!.export(Perm.KILL);
     t.kill(k);
-    for (const mb of boxes) expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    for (const mb of boxes)
+      expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(bystander.closed).toBe(false);
     expect(other.dead).toBe(false);
     expect(h.office.stats().openRoutes).toBe(1);
@@ -231,7 +232,7 @@ describe('Flue scenarios', () => {
     const id = t.monitor(watched.export(Perm.MONITOR), watcher);
     watched.close();
     expect(watcher.tryReceive()).toMatchObject({ kind: 'down', reason: 'closed', monitor: id });
-    expect(watched.tryReceive()).toEqual({ kind: 'end', reason: 'closed' });
+    expect(watched.tryReceive()).toEqual({ kind: 'end', reason: 'closed', code: 0, detail: null });
     expect(g.dead).toBe(false);
     expect(sibling.closed).toBe(false);
     t.close();
@@ -246,7 +247,7 @@ describe('Flue scenarios', () => {
     const cap = watched.export(Perm.MONITOR);
     g.kill();
     // Even after the owner has seen the end and let go, the capability still knows why.
-    expect(watched.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(watched.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     const watcher = t.createGroup().createMailbox();
     const id = t.monitor(cap, watcher);
     expect(watcher.tryReceive()).toMatchObject({ kind: 'down', reason: 'killed', monitor: id });
@@ -282,8 +283,8 @@ describe('Flue scenarios', () => {
       else b.kill();
       expect(a.dead).toBe(true);
       expect(b.dead).toBe(true);
-      expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
-      expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+      expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+      expect(mbB.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
       expect(h.office.stats().links).toBe(0);
     }
     t.close();
@@ -316,7 +317,8 @@ describe('Flue scenarios', () => {
     groups[10]!.kill();
     for (const g of groups) expect(g.dead).toBe(true);
     expect(outsider.dead).toBe(false);
-    for (const mb of boxes) expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    for (const mb of boxes)
+      expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(h.office.stats().links).toBe(0);
     t.close();
     h.expectNoLeaks();

@@ -81,7 +81,7 @@ describe('backpressure', () => {
     const waiting = t.sendWhenRoom(to, pattern(20, 1));
     setTimeout(() => g.kill(), 10);
     await waiting;
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -240,8 +240,13 @@ describe('waiting receive', () => {
     setTimeout(() => watched.close(), 5);
     expect((await mb.receive())?.kind).toBe('down');
     setTimeout(() => g.kill(), 5);
-    expect(await mb.receive()).toEqual({ kind: 'end', reason: 'killed' });
-    expect(await mb.receive({ timeoutMs: 1 })).toEqual({ kind: 'end', reason: 'killed' });
+    expect(await mb.receive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
+    expect(await mb.receive({ timeoutMs: 1 })).toEqual({
+      kind: 'end',
+      reason: 'killed',
+      code: 0,
+      detail: null,
+    });
     t.close();
     h.expectNoLeaks();
   });

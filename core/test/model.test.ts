@@ -283,7 +283,7 @@ function run(ops: Op[]): void {
           expect(t.sameRoute(s.route, caps[down.watched]!)).toBe(true);
           t.release(s.route);
         } else if (!m.open) {
-          expect(s).toEqual({ kind: 'end', reason: m.reason });
+          expect(s).toEqual({ kind: 'end', reason: m.reason, code: 0, detail: null });
           if (!m.finished) model.finish(b);
         } else if (m.messages.length > 0) {
           expect(s?.kind).toBe('message');

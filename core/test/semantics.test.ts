@@ -45,7 +45,7 @@ describe('links', () => {
     b.kill();
     expect(t.link(cap, a)).toBe(0);
     expect(a.dead).toBe(true);
-    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mbA.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -234,7 +234,7 @@ describe('monitors', () => {
     watched.close();
     g.kill();
     expect(watcher.tryReceive()).toMatchObject({ kind: 'down', monitor: id });
-    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(watcher.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     t.close();
     h.expectNoLeaks();
   });
@@ -286,7 +286,7 @@ describe('closed routes', () => {
     expect(mb.closed).toBe(true);
     const cap = mb.export(Perm.SEND);
     expect(t.send(cap, bytes(1))).toBe(true);
-    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed' });
+    expect(mb.tryReceive()).toEqual({ kind: 'end', reason: 'killed', code: 0, detail: null });
     expect(h.office.stats().openRoutes).toBe(0);
     t.close();
     h.expectNoLeaks();
