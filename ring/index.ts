@@ -2,6 +2,8 @@
  * ring/: the bounded multi-producer single-consumer record ring every
  * mailbox is made of. It knows nothing of routes or capabilities.
  */
+
+export { DB_SLEEP, DoorbellOwner, doorbellWords, initDoorbell, ringDoorbell } from './doorbell.ts';
 export {
   DestinationTooSmall,
   InvalidCapacity,
@@ -14,7 +16,7 @@ export {
   RingError,
   WriteTimeout,
 } from './errors.ts';
-export { DoorbellOwner, doorbellWords, initDoorbell, ringDoorbell } from './doorbell.ts';
+export { parkAsync } from './park-async.ts';
 export { Producer, ProducerSlots } from './producer-slots.ts';
 export {
   type RecordHandler,
@@ -23,5 +25,11 @@ export {
   type RingInitOptions,
   type RingWriteOptions,
 } from './ring.ts';
-export { MAX_RECORD_TYPE, RECORD_HEADER_BYTES, RING_HEADER_BYTES, recordBytes } from './ring-layout.ts';
+export {
+  MAX_RECORD_TYPE,
+  RECORD_HEADER_BYTES,
+  RING_HEADER_BYTES,
+  recordBytes,
+  wakeConsumerAt,
+} from './ring-layout.ts';
 export { DEFAULT_WAIT_POLICY, PARK_AT_ONCE, SPIN_HARD, type WaitPolicy } from './wait-policy.ts';

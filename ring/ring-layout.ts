@@ -115,6 +115,10 @@ export function wakeConsumerAt(i32: Int32Array, ringBase: number): void {
     Atomics.compareExchange(i32, sleepWord, CONSUMER_DOORBELL, CONSUMER_AWAKE) === CONSUMER_DOORBELL
   ) {
     // Read after the swap: the consumer wrote both before it stored CONSUMER_DOORBELL.
-    ringDoorbell(i32, Atomics.load(i32, ringBase + W_DOORBELL_BASE), Atomics.load(i32, ringBase + W_DOORBELL_BIT));
+    ringDoorbell(
+      i32,
+      Atomics.load(i32, ringBase + W_DOORBELL_BASE),
+      Atomics.load(i32, ringBase + W_DOORBELL_BIT),
+    );
   }
 }
