@@ -5,7 +5,7 @@
  */
 
 import { InvalidHandle } from './errors.ts';
-import { createGroup, groupGen, isDead, killGroupFor, releaseGroup } from './groups.ts';
+import { createGroup, groupGen, isDead, killGroupFor, releaseGroup, setTrap } from './groups.ts';
 import { Mailbox, type MailboxOptions } from './mailbox.ts';
 import { checkKillReason, type KillReason } from './reasons.ts';
 import type { Table } from './table.ts';
@@ -39,6 +39,30 @@ export class Group {
     this.checkLive();
     checkKillReason(reason);
     killGroupFor(this.table.o, this.index, this.generation, reason);
+  }
+
+  /**
+   * While `mailbox` (one of this group's own, open) is set, the group traps
+   * exits: when a group linked to it dies, this group is not killed; the link
+   * is removed and an `exit` signal naming the dead group comes to `mailbox`
+   * instead, the way a down does (never lost to a full ring). Linking it to
+   * a group already dead (or through a closed route) gives an exit too. A
+   * kill of this group itself (`kill()`, or a kill through a route of it)
+   * still kills it. `null` stops trapping; so does closing the mailbox. Does
+   * nothing to a dead group. RangeError for a mailbox of another group.
+   */
+  trapExits(mailbox: Mailbox | null): void {
+    this.checkLive();
+    const o = this.table.o;
+    if (mailbox !== null) {
+      this.table.checkMailbox(mailbox);
+      if (mailbox.group !== this) throw new RangeError('a group traps exits into a mailbox of its own');
+      if (mailbox.finished) throw new InvalidHandle('the trapping mailbox is closed');
+      mailbox.trapping = true;
+      setTrap(o, this.index, this.generation, mailbox.route, mailbox.generation);
+    } else {
+      setTrap(o, this.index, this.generation, -1, 0);
+    }
   }
 
   /** Whether the group has been killed. A dead group stays dead. */

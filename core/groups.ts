@@ -20,22 +20,40 @@
  * Only one group lock is held at a time in both phases; link and unlink hold
  * two, in ascending slot index. Lock order: see lock.ts.
  *
+ * Trapping exits. A group reached through a link (not the one killed
+ * directly) that is alive and traps exits (G_TRAP names an open mailbox of
+ * it) is not killed and not walked past: under its lock the link's end in its
+ * list is taken off and turned into an exit node, pushed onto the trap
+ * mailbox's pending stack before the lock is let go. Whoever takes that end
+ * off the list makes the exit, so racing kills make it once, and it is queued
+ * before any kill that saw the link returns. The other end, in the dead
+ * group's list, goes in phase 2 as usual (its twin is no longer on the
+ * survivor's list). The exit names the dead group by its identity route:
+ * while walking a dead group's links, the kill takes a reference on that
+ * route (and on the death's detail) under the dead group's lock, and each
+ * exit takes its own from it.
+ *
  * Links are two nodes, one in each group's G_LINKS list, each naming the
  * other (its twin). A node is freed by whoever takes it off its list, always
  * under that list's group lock, so each node is freed exactly once.
  */
 
 import {
+  C_EXITS,
   C_LINK_ENDS,
   C_LIVE_GROUPS,
   G_CODE,
   G_DETAIL,
   G_GEN,
+  G_IDENTITY,
+  G_IDENTITY_GEN,
   G_LINKS,
   G_LOCK,
   G_MEMBERS,
   G_REFS,
   G_STATE,
+  G_TRAP,
+  G_TRAP_GEN,
   GS_ALIVE,
   GS_DEAD,
   GS_FREE,
@@ -50,11 +68,13 @@ import {
   N_GEN,
   N_KIND,
   N_NEXT,
+  NK_EXIT,
   NK_LINK,
   R_CLOSED_BIT,
   R_CODE,
   R_DETAIL,
   R_FLAGS,
+  R_GEN,
   R_NEXT_MEMBER,
   R_PIN,
   R_PREV_MEMBER,
@@ -64,7 +84,16 @@ import {
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
 import { type KillReason, releaseDetail, retainDetail, storeReason } from './reasons.ts';
-import { detachOnClose, fireMonitors, removeFromList, runDeferred } from './routes.ts';
+import {
+  detachOnClose,
+  fireMonitors,
+  pushPending,
+  releaseRoute,
+  removeFromList,
+  retainRoute,
+  runDeferred,
+  tryRetainRoute,
+} from './routes.ts';
 import type { Shared } from './shared.ts';
 
 /** A new live group with one reference (its Group object's). */
@@ -77,6 +106,8 @@ export function createGroup(o: Shared): number {
   Atomics.store(i32, w + G_LINKS, 0);
   Atomics.store(i32, w + G_CODE, 0);
   Atomics.store(i32, w + G_DETAIL, 0);
+  Atomics.store(i32, w + G_TRAP, 0);
+  Atomics.store(i32, w + G_IDENTITY, 0);
   Atomics.store(i32, w + G_REFS, 1);
   Atomics.store(i32, w + G_STATE, GS_ALIVE); // the slot is unreachable until its id is handed out
   Atomics.add(i32, C_LIVE_GROUPS, 1);
@@ -118,6 +149,11 @@ export function addMember(o: Shared, g: number, r: number): boolean {
     if (head !== 0) Atomics.store(i32, o.routes.word(head - 1) + R_PREV_MEMBER, r + 1);
     Atomics.store(i32, rw + R_FLAGS, RF_MEMBER);
     Atomics.store(i32, w + G_MEMBERS, r + 1); // publishes the route as a member (under the lock): a kill closes it
+    if (Atomics.load(i32, w + G_IDENTITY) === 0) {
+      // The group's first route: exits from it will name the group by this route.
+      Atomics.store(i32, w + G_IDENTITY_GEN, Atomics.load(i32, rw + R_GEN));
+      Atomics.store(i32, w + G_IDENTITY, r + 1);
+    }
   } else {
     // Born closed of the group's death: its reason is the group's.
     Atomics.store(i32, rw + R_REASON, REASON_KILLED);
@@ -145,7 +181,83 @@ export function removeMember(o: Shared, g: number, r: number): void {
     if (next !== 0) Atomics.store(i32, o.routes.word(next - 1) + R_PREV_MEMBER, prev);
     Atomics.store(i32, rw + R_FLAGS, 0);
   }
+  // The slot is on its way out: exits made from now on name no route.
+  if (Atomics.load(i32, w + G_IDENTITY) === r + 1) Atomics.store(i32, w + G_IDENTITY, 0);
   unlock(i32, w + G_LOCK);
+}
+
+/**
+ * Makes mailbox route `r` (generation `rGen`, a member of group (g, gen),
+ * held by its owner) trap exits for the group, or stops trapping (`r` = -1).
+ * Does nothing to a group that is dead. Returns whether it was alive.
+ */
+export function setTrap(o: Shared, g: number, gen: number, r: number, rGen: number): boolean {
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  lock(i32, w + G_LOCK);
+  const alive = Atomics.load(i32, w + G_GEN) === gen && Atomics.load(i32, w + G_STATE) === GS_ALIVE;
+  if (alive) {
+    Atomics.store(i32, w + G_TRAP_GEN, rGen);
+    Atomics.store(i32, w + G_TRAP, r + 1); // publishes the trap (under the lock): links reaching the group now trap
+  }
+  unlock(i32, w + G_LOCK);
+  return alive;
+}
+
+/** Stops group (g, gen) trapping into route `r` if it still does; its mailbox calls this before it lets go. */
+export function clearTrap(o: Shared, g: number, gen: number, r: number): void {
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  lock(i32, w + G_LOCK);
+  if (Atomics.load(i32, w + G_GEN) === gen && Atomics.load(i32, w + G_TRAP) === r + 1) {
+    Atomics.store(i32, w + G_TRAP, 0);
+  }
+  unlock(i32, w + G_LOCK);
+}
+
+/**
+ * The route a group traps exits into, or -1 if it does not trap: no trap
+ * set, or its trap mailbox is closed (a closed mailbox traps nothing, so the
+ * group dies as one that does not trap). Caller holds the group lock.
+ */
+function trapOf(o: Shared, w: number): number {
+  const t = Atomics.load(o.i32, w + G_TRAP) - 1;
+  if (t < 0 || (Atomics.load(o.i32, o.routes.word(t) + R_PIN) & R_CLOSED_BIT) !== 0) return -1;
+  return t;
+}
+
+/**
+ * Turns `node` into an exit from identity route (from, fromGen) (-1: none),
+ * whose reference the caller hands over, carrying reason, code and detail
+ * (on which it takes its own reference). Push it with pushPending.
+ */
+function makeExit(
+  o: Shared,
+  node: number,
+  from: number,
+  fromGen: number,
+  reason: number,
+  code: number,
+  detail: number,
+): void {
+  const i32 = o.i32;
+  const nw = o.nodes.word(node);
+  Atomics.store(i32, nw + N_KIND, NK_EXIT);
+  Atomics.store(i32, nw + N_A, from);
+  Atomics.store(i32, nw + N_B, fromGen);
+  Atomics.store(i32, nw + N_C, reason);
+  Atomics.store(i32, nw + N_D, code);
+  retainDetail(o, detail);
+  Atomics.store(i32, nw + N_E, detail);
+  Atomics.add(i32, C_EXITS, 1);
+}
+
+/** A reference on the identity route of the group whose lock the caller holds: [route, generation], or [-1, 0]. */
+function takeIdentity(o: Shared, w: number): [number, number] {
+  const r = Atomics.load(o.i32, w + G_IDENTITY) - 1;
+  // The slot cannot go while G_IDENTITY names it; its count may have reached 0, and then it is on its way out.
+  if (r < 0 || !tryRetainRoute(o, r)) return [-1, 0];
+  return [r, Atomics.load(o.i32, w + G_IDENTITY_GEN)];
 }
 
 /**
@@ -159,6 +271,9 @@ export function freeGroup(o: Shared, g: number): void {
   lock(i32, w + G_LOCK);
   const links = Atomics.exchange(i32, w + G_LINKS, 0);
   const detail = Atomics.exchange(i32, w + G_DETAIL, 0);
+  // No route is left: its trap mailbox and identity route are gone (they cleared these already).
+  Atomics.store(i32, w + G_TRAP, 0);
+  Atomics.store(i32, w + G_IDENTITY, 0);
   if (Atomics.load(i32, w + G_STATE) === GS_ALIVE) Atomics.sub(i32, C_LIVE_GROUPS, 1);
   Atomics.store(i32, w + G_STATE, GS_FREE);
   // Bumped under the lock: whoever locks this slot later with the old generation sees it gone.
@@ -198,25 +313,36 @@ function freeLinkEnd(o: Shared, node: number): void {
 }
 
 /**
- * Kills group (g, gen) and, transitively, every group linked to it. Returns
- * when all of them are dead. Every route it closes and every group it kills
- * records exit code `code` and detail blob `detail` (reasons.ts; 0: none),
- * on which the caller holds a reference for the call.
+ * Kills group (g, gen) and, transitively, every group linked to it that does
+ * not trap exits (those get an exit instead). Returns when all of them are
+ * dead and every exit is queued. Every route it closes and every group it
+ * kills records exit code `code` and detail blob `detail` (reasons.ts; 0:
+ * none), on which the caller holds a reference for the call.
  */
 export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 0): void {
   const i32 = o.i32;
-  const work = [g, gen];
+  // Work items, five numbers each: group, generation, and how it was reached:
+  // the death it was reached from (an index into `deaths`, -1 for the group
+  // killed directly), then the link end in its own list that names that dead
+  // group, and that end's generation.
+  const work = [g, gen, -1, 0, 0];
   const seen = new Set<number>();
   const visited: number[] = [];
   const toFire: number[] = [];
+  // Per dead group whose links are walked, what an exit from it carries, four
+  // numbers: identity route (-1: none), its generation, code, detail. This
+  // kill holds a reference on the route and on the detail until it ends.
+  const deaths: number[] = [];
   o.deferDepth++;
   try {
     // Phase 1: mark the closure dead.
     while (work.length !== 0) {
+      const twinGen = work.pop()!;
+      const twin = work.pop()!;
+      const death = work.pop()!;
       const ggen = work.pop()!;
       const gi = work.pop()!;
       if (seen.has(gi)) continue;
-      seen.add(gi);
       const w = o.groups.word(gi);
       lock(i32, w + G_LOCK);
       const state = Atomics.load(i32, w + G_STATE);
@@ -224,6 +350,22 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
         unlock(i32, w + G_LOCK); // ...the group was freed meanwhile: nothing of it is left to kill
         continue;
       }
+      const trap = death >= 0 && state === GS_ALIVE ? trapOf(o, w) : -1;
+      if (trap >= 0) {
+        // ...reached through a link, and it traps exits: it lives on, and the
+        // walk stops here. The link goes; its end here becomes the exit.
+        if (o.nodeGen(twin) === twinGen && removeFromList(o, w + G_LINKS, twin)) {
+          Atomics.sub(i32, C_LINK_ENDS, 1);
+          const from = deaths[death]!;
+          if (from >= 0) retainRoute(o, from); // the exit's own (this kill holds one)
+          makeExit(o, twin, from, deaths[death + 1]!, REASON_KILLED, deaths[death + 2]!, deaths[death + 3]!);
+          pushPending(o, trap, twin); // under the lock: queued before any kill that saw the link returns
+        }
+        // ...else someone took the link away first (a racing kill made the exit, or an unlink).
+        unlock(i32, w + G_LOCK);
+        continue; // not `seen`: another dead partner may reach it too, with its own exit
+      }
+      seen.add(gi);
       if (state === GS_ALIVE) {
         // Members close first, then the death is published: whoever reads
         // `dead` without the lock finds every route of the group closed. No
@@ -237,13 +379,25 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
         Atomics.store(i32, w + G_CODE, code);
         retainDetail(o, detail); // the group slot's reference, dropped when the slot is freed
         Atomics.store(i32, w + G_DETAIL, detail);
+        Atomics.store(i32, w + G_TRAP, 0); // a dead group traps nothing (its trap mailbox just closed)
         Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (and its reason): no route joins after this
         Atomics.sub(i32, C_LIVE_GROUPS, 1);
       }
-      for (let x = Atomics.load(i32, w + G_LINKS); x !== 0; ) {
-        const nw = o.nodes.word(x - 1);
-        work.push(Atomics.load(i32, nw + N_A), Atomics.load(i32, nw + N_B));
-        x = Atomics.load(i32, nw + N_NEXT);
+      const links = Atomics.load(i32, w + G_LINKS);
+      if (links !== 0) {
+        // What an exit from this group carries, should a partner trap (its death may be another kill's).
+        const at = deaths.length;
+        const [from, fromGen] = takeIdentity(o, w);
+        const deathDetail = Atomics.load(i32, w + G_DETAIL);
+        retainDetail(o, deathDetail); // this kill's (the slot holds one: we hold its lock)
+        deaths.push(from, fromGen, Atomics.load(i32, w + G_CODE), deathDetail);
+        for (let x = links; x !== 0; ) {
+          const nw = o.nodes.word(x - 1);
+          const partner = Atomics.load(i32, nw + N_A);
+          const partnerGen = Atomics.load(i32, nw + N_B);
+          work.push(partner, partnerGen, at, Atomics.load(i32, nw + N_C), Atomics.load(i32, nw + N_D));
+          x = Atomics.load(i32, nw + N_NEXT);
+        }
       }
       visited.push(gi, ggen);
       unlock(i32, w + G_LOCK);
@@ -263,6 +417,70 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
   } finally {
     o.deferDepth--;
   }
+  for (let k = 0; k < deaths.length; k += 4) {
+    releaseDetail(o, deaths[k + 3]!);
+    if (deaths[k]! >= 0) releaseRoute(o, deaths[k]!);
+  }
+  runDeferred(o);
+}
+
+/**
+ * Group (y, yGen) learns that its link partner is gone: group (x, xGen) is
+ * dead, or a route of it that the link was made through is closed. If y is
+ * alive and traps exits, an exit naming x's identity route and carrying
+ * (reason, code, detail) is queued on y's trap mailbox (it needs a node: with
+ * the pool empty this throws CapacityExceeded and changes nothing); if y is
+ * alive and does not trap, it is killed with code and detail. The caller
+ * holds references on both groups and on `detail`, and no lock.
+ */
+export function partnerGone(
+  o: Shared,
+  y: number,
+  yGen: number,
+  x: number,
+  xGen: number,
+  reason: number,
+  code: number,
+  detail: number,
+): void {
+  const i32 = o.i32;
+  const yw = o.groups.word(y);
+  const xw = o.groups.word(x);
+  const first = y <= x ? yw : xw;
+  const second = y <= x ? xw : yw;
+  let node = -1;
+  let alive = false;
+  let trapped = false;
+  o.deferDepth++;
+  try {
+    for (;;) {
+      lock(i32, first + G_LOCK);
+      if (x !== y) lock(i32, second + G_LOCK);
+      alive = Atomics.load(i32, yw + G_GEN) === yGen && Atomics.load(i32, yw + G_STATE) === GS_ALIVE;
+      const trap = alive ? trapOf(o, yw) : -1;
+      if (trap >= 0 && node < 0) {
+        // ...an exit is needed: take its node without holding the locks, then look again.
+        if (x !== y) unlock(i32, second + G_LOCK);
+        unlock(i32, first + G_LOCK);
+        node = o.allocNode(NK_EXIT);
+        continue;
+      }
+      if (trap >= 0) {
+        const [from, fromGen] = Atomics.load(i32, xw + G_GEN) === xGen ? takeIdentity(o, xw) : [-1, 0];
+        makeExit(o, node, from, fromGen, reason, code, detail);
+        pushPending(o, trap, node); // under the locks, as a kill does
+        node = -1; // the node is the exit's now
+        trapped = true;
+      }
+      if (x !== y) unlock(i32, second + G_LOCK);
+      unlock(i32, first + G_LOCK);
+      break;
+    }
+  } finally {
+    o.deferDepth--;
+    if (node >= 0) o.freeNode(node); // ...taken, but no exit was needed after all
+  }
+  if (alive && !trapped) killGroup(o, y, yGen, code, detail);
   runDeferred(o);
 }
 
@@ -341,21 +559,25 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
         n2 = -1;
         return id;
       }
-      // One side is dead: the link would kill the other at once, of the dead side's death.
+      // One side is dead: the link fires at once, and the other side traps it
+      // or dies of the dead side's death.
       let code = 0;
       let detail = 0;
       const deadWord = aAlive ? bw : aw;
       if (aAlive !== bAlive && Atomics.load(i32, deadWord + G_GEN) === (aAlive ? bGen : aGen)) {
         code = Atomics.load(i32, deadWord + G_CODE);
         detail = Atomics.load(i32, deadWord + G_DETAIL);
-        retainDetail(o, detail); // ours for the kill (the dead slot holds one: we hold its lock)
+        retainDetail(o, detail); // ours for what follows (the dead slot holds one: we hold its lock)
       }
       unlock(i32, second + G_LOCK);
       unlock(i32, first + G_LOCK);
       if (existing >= 0) return makeId(existing, o.nodeGen(existing));
-      if (aAlive) killGroup(o, a, aGen, code, detail);
-      else if (bAlive) killGroup(o, b, bGen, code, detail);
-      releaseDetail(o, detail);
+      try {
+        if (aAlive) partnerGone(o, a, aGen, b, bGen, REASON_KILLED, code, detail);
+        else if (bAlive) partnerGone(o, b, bGen, a, aGen, REASON_KILLED, code, detail);
+      } finally {
+        releaseDetail(o, detail);
+      }
       return 0;
     }
   } finally {

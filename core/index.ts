@@ -23,6 +23,7 @@ export {
   type DownSignal,
   type EndSignal,
   type ExitInfo,
+  type ExitSignal,
   InPlaceSignal,
   type MessageSignal,
   type Reason,

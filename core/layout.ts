@@ -89,6 +89,7 @@ export const C_LINK_ENDS = 44; // link nodes (two per link)
 export const C_OWNED = 45; // owned capabilities not yet imported or discarded
 export const C_RETIRED = 46; // slots retired because their generation ran out
 export const C_DETAILS = 47; // exit-detail blobs in the heap (reasons.ts)
+export const C_EXITS = 48; // exit signals created and not yet delivered or discarded
 
 // ------------------------------------------------------------------ threads
 /** A thread record, one cache line per producer slot, written by the thread holding that slot. */
@@ -130,7 +131,7 @@ export const R_RING_PAGES = 6; // heap pages of the ring
 export const R_LOCK = 7; // route lock (lock.ts): guards R_MONITORS and the close transition
 /** Head of the monitor list (node index + 1, 0 = empty); under R_LOCK. */
 export const R_MONITORS = 8;
-/** Head of the pending-down stack (node index + 1): pushed lock-free by anyone, taken whole by the owner. */
+/** Head of the pending stack of downs and exits (node index + 1): pushed lock-free by anyone, taken whole by the owner. */
 export const R_DOWNS = 9;
 /**
  * Why the route closed, three words written under R_LOCK before the CLOSED
@@ -181,6 +182,25 @@ export const G_LINKS = 5; // head of the link list (node index + 1); under G_LOC
  */
 export const G_CODE = 6;
 export const G_DETAIL = 7;
+/**
+ * The mailbox that traps exits for this group (route index + 1, 0 = the
+ * group does not trap) and its route's generation. Set and cleared under
+ * G_LOCK by the owning table's thread (Group.trapExits, and its mailbox when
+ * it lets go, before it drops its reference: so while this word names a
+ * route, the route slot is held); cleared by the killer when the group dies.
+ * The route is always a member of this group.
+ */
+export const G_TRAP = 8;
+export const G_TRAP_GEN = 9;
+/**
+ * The identity route (route index + 1, 0 = none), the first mailbox created
+ * in the group while alive, and its generation: exits name the group by it.
+ * Set under G_LOCK when that route joins; cleared under G_LOCK when it leaves
+ * the group (its slot is about to be freed), so while this word names a
+ * route, the route slot exists (its references may have reached 0).
+ */
+export const G_IDENTITY = 10;
+export const G_IDENTITY_GEN = 11;
 
 export const GS_FREE = 0;
 export const GS_ALIVE = 1;
@@ -206,7 +226,7 @@ export const E_PREV = 5; // the owning table's entry list (entry index + 1), for
 export const E_NEXT = 6;
 
 // ------------------------------------------------------------------ nodes
-/** A list node: monitor, pending down, link end or owned token. */
+/** A list node: monitor, pending down or exit, link end or owned token. */
 export const NODE_BYTES = 32;
 export const N_GEN = 0; // bumped when freed
 export const N_KIND = 1; // NK_*
@@ -228,6 +248,14 @@ export const NK_LINK = 3;
 export const NK_OWNED = 4;
 /** An owned token being imported or discarded: claimed by one thread's compare-and-swap from NK_OWNED. */
 export const NK_OWNED_CLAIMED = 5;
+/**
+ * In a trapping mailbox's R_DOWNS, like a down: an exit. A, B = the dead
+ * group's identity route (index, gen), A = -1 for none; C = reason (REASON_*);
+ * D = exit code; E = detail blob (0: none). Holds a reference on the route
+ * (if any) and on the blob. Made from the link end that fired, or from a
+ * fresh node when a link is made to a partner already gone.
+ */
+export const NK_EXIT = 6;
 
 // ------------------------------------------------------------------ records
 /** Ring record types of mailbox records. */

@@ -16,14 +16,20 @@
 import { Ring } from '../ring/index.ts';
 import { InvalidHandle } from './errors.ts';
 import type { Group } from './group.ts';
+import { clearTrap } from './groups.ts';
 import {
   C_DOWNS,
+  C_EXITS,
   idIndex,
   makeId,
   N_A,
   N_B,
   N_C,
+  N_D,
+  N_E,
+  N_KIND,
   N_NEXT,
+  NK_EXIT,
   R_CLOSED_BIT,
   R_CODE,
   R_DETAIL,
@@ -38,7 +44,7 @@ import {
   REC_NUDGE,
 } from './layout.ts';
 import { isPermSet, Perm, type Perms } from './perm.ts';
-import { readDetail } from './reasons.ts';
+import { readDetail, releaseDetail } from './reasons.ts';
 import {
   closeRoute,
   createRoute,
@@ -55,6 +61,7 @@ import type { Shared } from './shared.ts';
 import {
   type DownSignal,
   type EndSignal,
+  type ExitSignal,
   InPlaceSignal,
   type MessageSignal,
   reasonName,
@@ -89,6 +96,8 @@ export class Mailbox {
   readonly generation: number;
   /** @internal Monitor ids whose downs come to this mailbox. */
   readonly monitors = new Set<number>();
+  /** @internal Set once its group has trapped exits into it: it clears the trap when it lets go. */
+  trapping = false;
   private readonly o: Shared;
   /** @internal The mailbox's ring (the runtime gives it a doorbell). */
   readonly ring: Ring;
@@ -163,6 +172,29 @@ export class Mailbox {
     if (this.end !== null) return;
     closeRoute(this.o, this.route, REASON_CLOSED);
     this.finish();
+  }
+
+  /**
+   * @internal Waits until something may be receivable (a record, a down, an
+   * exit, the close) or `timeoutMs` passes, without taking it: for callers
+   * that poll with `tryReceiveInPlace` themselves. Parks like `receive`
+   * (holding no other mailbox's ring meanwhile, and keeping this one's ring
+   * if the mailbox is closed under the wait).
+   */
+  async waitForSignal(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
+    if (this.end !== null) return;
+    dropHazard(this.o); // going idle: hold no other mailbox's ring meanwhile
+    this.parkedReceives++;
+    try {
+      await this.ring.waitForRecordAsync(timeoutMs);
+    } finally {
+      this.parkedReceives--;
+      // ...closed while we were parked: the ring was kept for us; now it can go.
+      if (this.parkedReceives === 0 && this.letGoWhenUnparked) {
+        this.letGoWhenUnparked = false;
+        this.letGo();
+      }
+    }
   }
 
   /**
@@ -309,10 +341,11 @@ export class Mailbox {
     return this.localDowns - 1;
   }
 
-  private deliverDown(node: number, inPlace: boolean): DownSignal | InPlaceSignal {
+  private deliverDown(node: number, inPlace: boolean): DownSignal | ExitSignal | InPlaceSignal {
     const o = this.o;
     const i32 = o.i32;
     const nw = o.nodes.word(node);
+    if (Atomics.load(i32, nw + N_KIND) === NK_EXIT) return this.deliverExit(node, inPlace);
     const watched = Atomics.load(i32, nw + N_A);
     const reason = reasonName(Atomics.load(i32, nw + N_C));
     // The watched route's close reason: constant since its close, kept by the reference the node holds.
@@ -333,6 +366,37 @@ export class Mailbox {
     view.route = route;
     view.reason = reason;
     view.monitor = monitor;
+    view.from = 0;
+    view.code = code;
+    view.detail = detail;
+    view.length = 0;
+    view.caps.length = 0;
+    return view;
+  }
+
+  /** Delivers pending exit node `node` (trapped exits come the way downs do). */
+  private deliverExit(node: number, inPlace: boolean): ExitSignal | InPlaceSignal {
+    const o = this.o;
+    const i32 = o.i32;
+    const nw = o.nodes.word(node);
+    const fromRoute = Atomics.load(i32, nw + N_A);
+    // The node's reference on the identity route passes to the new entry; if the table is full, nothing changes.
+    const from = fromRoute < 0 ? 0 : this.table.addEntry(fromRoute, Atomics.load(i32, nw + N_B), 0);
+    const reason = reasonName(Atomics.load(i32, nw + N_C));
+    const code = Atomics.load(i32, nw + N_D);
+    const blob = Atomics.load(i32, nw + N_E);
+    const detail = readDetail(o, blob);
+    this.localDowns = Atomics.load(i32, nw + N_NEXT);
+    Atomics.sub(i32, C_EXITS, 1);
+    o.freeNode(node);
+    releaseDetail(o, blob);
+    if (!inPlace) return { kind: 'exit', from, reason, code, detail };
+    const view = this.view;
+    view.kind = 'exit';
+    view.from = from;
+    view.route = from;
+    view.monitor = 0;
+    view.reason = reason;
     view.code = code;
     view.detail = detail;
     view.length = 0;
@@ -439,6 +503,8 @@ export class Mailbox {
       code: Atomics.load(i32, w + R_CODE),
       detail: readDetail(o, Atomics.load(i32, w + R_DETAIL)),
     });
+    // Its group stops trapping into it before the owner's reference goes (G_TRAP names a held route).
+    if (this.trapping) clearTrap(o, this.group.index, this.group.generation, this.route);
     for (const id of this.monitors) {
       demonitorRoute(o, id);
       this.table.monitors.delete(id);

@@ -15,6 +15,7 @@ import {
   align64,
   C_DETAILS,
   C_DOWNS,
+  C_EXITS,
   C_IN_USE,
   C_LINK_ENDS,
   C_LIVE_GROUPS,
@@ -75,6 +76,8 @@ export interface PostOfficeStats {
   monitors: number;
   /** Down signals not yet delivered. */
   pendingDowns: number;
+  /** Exit signals (trapped exits) not yet delivered. */
+  pendingExits: number;
   links: number;
   /** Owned capabilities not yet imported or discarded. */
   owned: number;
@@ -205,6 +208,7 @@ export class PostOffice {
       capabilities: used(POOL_ENTRIES),
       monitors: Atomics.load(i32, C_MONITORS),
       pendingDowns: Atomics.load(i32, C_DOWNS),
+      pendingExits: Atomics.load(i32, C_EXITS),
       links: Math.ceil(Atomics.load(i32, C_LINK_ENDS) / 2),
       owned: Atomics.load(i32, C_OWNED),
       nodes: used(POOL_NODES),
@@ -229,6 +233,14 @@ export class PostOffice {
    * Gives this thread's producer slot back. Tables, groups and mailboxes of
    * this attachment should be closed first; they cannot send afterwards.
    */
+  /**
+   * @internal This thread is going idle (a scheduler about to park): it drops
+   * its hazard, so a mailbox it last wrote into can free its ring meanwhile.
+   */
+  idle(): void {
+    if (!this.detached) dropHazard(this.o);
+  }
+
   detach(): void {
     if (this.detached) return;
     this.detached = true;

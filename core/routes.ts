@@ -27,6 +27,7 @@ import { Ring } from '../ring/index.ts';
 import { addMember, freeGroup, releaseGroup, removeMember, retainGroup } from './groups.ts';
 import {
   C_DOWNS,
+  C_EXITS,
   C_MONITORS,
   C_OPEN_ROUTES,
   G_GEN,
@@ -38,10 +39,12 @@ import {
   N_B,
   N_C,
   N_D,
+  N_E,
   N_GEN,
   N_KIND,
   N_NEXT,
   NK_DOWN,
+  NK_EXIT,
   NK_MONITOR,
   PAGE_BYTES,
   PIN_COUNT_MASK,
@@ -290,7 +293,7 @@ function unrefRoute(o: Shared, r: number): void {
   releaseGroup(o, g);
 }
 
-/** Frees a list of down nodes (node index + 1 chained through N_NEXT). */
+/** Frees a list of pending down and exit nodes (node index + 1 chained through N_NEXT). */
 export function discardDownList(o: Shared, head: number): void {
   let x = head;
   while (x !== 0) {
@@ -300,8 +303,35 @@ export function discardDownList(o: Shared, head: number): void {
   }
 }
 
+/** Frees a pending down or exit node nobody will receive, with what it holds. */
 export function discardDown(o: Shared, n: number): void {
-  freeRouteNode(o, n, C_DOWNS);
+  const i32 = o.i32;
+  const nw = o.nodes.word(n);
+  if (Atomics.load(i32, nw + N_KIND) !== NK_EXIT) {
+    freeRouteNode(o, n, C_DOWNS);
+    return;
+  }
+  const from = Atomics.load(i32, nw + N_A);
+  const detail = Atomics.load(i32, nw + N_E);
+  Atomics.sub(i32, C_EXITS, 1);
+  o.freeNode(n);
+  releaseDetail(o, detail);
+  if (from >= 0) releaseRoute(o, from);
+}
+
+/**
+ * Takes one more reference on route `r` unless its count has reached 0 (its
+ * slot is on its way out). The caller must know the slot cannot be freed
+ * meanwhile: it holds the lock of a group whose G_IDENTITY names `r`.
+ */
+export function tryRetainRoute(o: Shared, r: number): boolean {
+  const word = o.routes.word(r) + R_REFS;
+  for (let v = Atomics.load(o.i32, word); v !== 0; ) {
+    const seen = Atomics.compareExchange(o.i32, word, v, v + 1);
+    if (seen === v) return true;
+    v = seen; // ...another reference came or went: look again
+  }
+  return false;
 }
 
 /**
@@ -385,28 +415,39 @@ export function fireMonitors(o: Shared, r: number, reason: number, head: number)
 
 /**
  * Pushes down node `node` onto `watcher`'s pending list (lock-free) and
- * drops the watcher reference the node held. A closed watcher gets nothing:
- * its owner has reported, or is about to report, the end.
+ * drops the watcher reference the node held.
  */
 function deliverDown(o: Shared, watcher: number, node: number): void {
+  pushPending(o, watcher, node);
+  releaseRoute(o, watcher);
+}
+
+/**
+ * Pushes a down or exit node onto `watcher`'s pending stack (lock-free) and
+ * nudges its owner. The caller keeps the watcher slot alive (a reference, or
+ * the lock of a group whose G_TRAP names it). A closed watcher gets nothing:
+ * its owner has reported, or is about to report, the end; the node is
+ * discarded. Takes no lock (it may run under a group lock), and may drop
+ * references (deferred under a lock).
+ */
+export function pushPending(o: Shared, watcher: number, node: number): void {
   const i32 = o.i32;
   const w = o.routes.word(watcher);
   const v = enter(o, watcher);
   if ((v & R_CLOSED_BIT) !== 0) {
     discardDown(o, node);
-  } else {
-    const nw = o.nodes.word(node);
-    let head = Atomics.load(i32, w + R_DOWNS);
-    for (;;) {
-      Atomics.store(i32, nw + N_NEXT, head);
-      const seen = Atomics.compareExchange(i32, w + R_DOWNS, head, node + 1); // publishes the down to the owner
-      if (seen === head) break;
-      head = seen; // ...another down was pushed first: chain behind it
-    }
-    // The first down of a batch wakes the owner; later ones find it awake or about to take the batch.
-    if (head === 0) o.ringOf(watcher).tryWrite(o.producer, REC_NUDGE, EMPTY);
+    return;
   }
-  releaseRoute(o, watcher);
+  const nw = o.nodes.word(node);
+  let head = Atomics.load(i32, w + R_DOWNS);
+  for (;;) {
+    Atomics.store(i32, nw + N_NEXT, head);
+    const seen = Atomics.compareExchange(i32, w + R_DOWNS, head, node + 1); // publishes the down or exit to the owner
+    if (seen === head) break;
+    head = seen; // ...another one was pushed first: chain behind it
+  }
+  // The first of a batch wakes the owner; later ones find it awake or about to take the batch.
+  if (head === 0) o.ringOf(watcher).tryWrite(o.producer, REC_NUDGE, EMPTY);
 }
 
 /** Wakes route `r`'s consumer (if its mailbox is still held) with an empty record. */

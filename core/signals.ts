@@ -39,12 +39,27 @@ export interface DownSignal extends ExitInfo {
   readonly monitor: number;
 }
 
+/**
+ * Sent, instead of death, to the trap mailbox of a group that traps exits
+ * (Group.trapExits) when a group linked to it dies; the link is gone.
+ */
+export interface ExitSignal extends ExitInfo {
+  readonly kind: 'exit';
+  /**
+   * A permission-less handle to the dead group's identity route (the first
+   * mailbox created in it), or 0 when it has none (compare it with `sameRoute`).
+   */
+  readonly from: number;
+  /** 'killed'; or 'closed' when the link was made through a route its owner had closed. */
+  readonly reason: Reason;
+}
+
 export interface EndSignal extends ExitInfo {
   readonly kind: 'end';
   readonly reason: Reason;
 }
 
-export type Signal = MessageSignal | DownSignal | EndSignal;
+export type Signal = MessageSignal | DownSignal | ExitSignal | EndSignal;
 
 /**
  * The in-place form of a signal: one object per mailbox, overwritten by
@@ -53,21 +68,23 @@ export type Signal = MessageSignal | DownSignal | EndSignal;
  * valid until the mailbox's next receive of any kind, or its close.
  */
 export class InPlaceSignal {
-  kind: 'message' | 'down' | 'end' = 'end';
+  kind: 'message' | 'down' | 'exit' | 'end' = 'end';
   /** The post office's whole buffer. */
   bytes: Uint8Array;
   offset = 0;
   length = 0;
   /** Capabilities of a message (reused array). */
   readonly caps: number[] = [];
-  /** Down: the route handle and monitor id. */
+  /** Down: the route handle and monitor id. Exit: `route` is `from`. */
   route = 0;
   monitor = 0;
-  /** Down and end: the reason. */
+  /** Exit: the dead group's identity route handle, or 0. */
+  from = 0;
+  /** Down, exit and end: the reason. */
   reason: Reason = 'closed';
-  /** Down and end: the code (see ExitInfo). */
+  /** Down, exit and end: the code (see ExitInfo). */
   code = 0;
-  /** Down and end: a copy of the detail (see ExitInfo), or null. */
+  /** Down, exit and end: a copy of the detail (see ExitInfo), or null. */
   detail: Uint8Array | null = null;
 
   constructor(bytes: Uint8Array) {

@@ -23,7 +23,7 @@ import {
   TableMismatch,
 } from './errors.ts';
 import { Group } from './group.ts';
-import { killGroup, killGroupFor, linkGroups, unlinkGroups } from './groups.ts';
+import { killGroupFor, linkGroups, partnerGone, unlinkGroups } from './groups.ts';
 import {
   C_OWNED,
   E_GEN,
@@ -50,6 +50,7 @@ import {
   R_GROUP,
   R_GROUP_GEN,
   R_PIN,
+  R_REASON,
   REC_CAPS,
   REC_LARGE,
   REC_PLAIN,
@@ -470,11 +471,13 @@ export class Table {
 
   /**
    * Links `group` (of this table) with the group of h's route: when either
-   * dies the other is killed. Returns the link id (the same id for a link
-   * that exists already), or 0 when no link was made: h's route is in
-   * `group` itself, or one side was already dead, and then the other has
-   * been killed before this returns. A closed route counts as a dead
-   * partner.
+   * dies the other is killed (or, if it traps exits, gets an exit). Returns
+   * the link id (the same id for a link that exists already), or 0 when no
+   * link was made: h's route is in `group` itself, or one side was already
+   * dead, and then the other has been killed (or has its exit queued) before
+   * this returns. A closed route counts as a dead partner. A trapping side
+   * needs a node for that exit: CapacityExceeded, with nothing changed, when
+   * the node pool is empty.
    */
   link(h: number, group: Group): number {
     const w = this.entryWith(h, Perm.LINK, 'link');
@@ -485,12 +488,16 @@ export class Table {
     const rw = o.routes.word(r);
     // DESIGN section 1: link through a closed route kills the caller's group (the partner is
     // gone), whichever group the route was in: a closed route tells its holder nothing more.
+    // A trapping group gets an exit instead. Either way the route's close reason is what
+    // travels (its slot holds the detail; our entry holds the route).
     if ((Atomics.load(o.i32, rw + R_PIN) & R_CLOSED_BIT) !== 0) {
-      // ...of the route's close: its code and detail (the route's slot holds the detail; we hold the route).
-      killGroup(
+      partnerGone(
         o,
         group.index,
         group.generation,
+        Atomics.load(o.i32, rw + R_GROUP),
+        Atomics.load(o.i32, rw + R_GROUP_GEN),
+        Atomics.load(o.i32, rw + R_REASON),
         Atomics.load(o.i32, rw + R_CODE),
         Atomics.load(o.i32, rw + R_DETAIL),
       );

@@ -5,64 +5,15 @@
  * has detached.
  */
 
-import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import { type Mailbox, type OwnedCapability, Perm, type PostOffice } from '../index.ts';
 import { harness } from './harness.ts';
 import { checkPayload, SCALE } from './stress-shared.ts';
+import { finish, startWorker } from './workers.ts';
 
-const SHIM = new URL('./ts-worker.mjs', import.meta.url);
 const SCRIPT = new URL('./stress.worker.ts', import.meta.url).href;
-
-interface Running {
-  worker: Worker;
-  /** Messages the worker posted before its result. */
-  messages: unknown[];
-  next(): Promise<unknown>;
-  result: Promise<Record<string, unknown>>;
-  exited: Promise<number>;
-}
-
-function start(office: PostOffice, scenario: string, args: unknown): Running {
-  const worker = new Worker(SHIM, {
-    workerData: { __script: SCRIPT, buffer: office.buffer, scenario, args },
-  });
-  const messages: unknown[] = [];
-  const waiters: ((m: unknown) => void)[] = [];
-  let settle!: { resolve: (r: Record<string, unknown>) => void; reject: (e: unknown) => void };
-  const result = new Promise<Record<string, unknown>>((resolve, reject) => {
-    settle = { resolve, reject };
-  });
-  worker.on('message', (m: { result?: Record<string, unknown>; error?: string }) => {
-    if (m.error !== undefined) settle.reject(new Error(m.error));
-    else if (m.result !== undefined) settle.resolve(m.result);
-    else if (waiters.length > 0) waiters.shift()!(m);
-    else messages.push(m);
-  });
-  worker.on('error', (e) => settle.reject(e));
-  const exited = new Promise<number>((resolve) =>
-    worker.on('exit', (code) => {
-      settle.reject(new Error(`worker exited with ${code} before its result`));
-      resolve(code);
-    }),
-  );
-  return {
-    worker,
-    messages,
-    result,
-    exited,
-    next: () =>
-      messages.length > 0
-        ? Promise.resolve(messages.shift())
-        : new Promise((resolve) => waiters.push(resolve)),
-  };
-}
-
-async function finish(running: Running[]): Promise<Record<string, unknown>[]> {
-  const results = await Promise.all(running.map((r) => r.result));
-  await Promise.all(running.map((r) => r.exited));
-  return results;
-}
+const start = (office: PostOffice, scenario: string, args: unknown) =>
+  startWorker(SCRIPT, office, scenario, args);
 
 /** Receives until `count` messages arrived (waiting on the event loop). */
 async function collect(mb: Mailbox, count: number, onMessage: (data: Uint8Array, caps: number[]) => void) {

@@ -8,12 +8,19 @@ import { describe, expect, test } from 'vitest';
 import {
   CapacityExceeded,
   DETAIL_DROPPED,
+  InvalidHandle,
   MAX_DETAIL_BYTES,
   MAX_EXIT_CODE,
+  type OwnedCapability,
   Perm,
   type Signal,
+  TableMismatch,
 } from '../index.ts';
 import { bytes, harness, text } from './harness.ts';
+import { rng, SCALE } from './stress-shared.ts';
+import { finish, startWorker } from './workers.ts';
+
+const SCRIPT = new URL('./exits.worker.ts', import.meta.url).href;
 
 function expectDown(s: Signal | null) {
   expect(s?.kind).toBe('down');
@@ -244,6 +251,424 @@ describe('exit reasons', () => {
       code: 11 | DETAIL_DROPPED,
       detail: null,
     });
+    t.close();
+    h.expectNoLeaks();
+  });
+});
+
+function expectExit(s: Signal | null) {
+  expect(s?.kind).toBe('exit');
+  if (s?.kind !== 'exit') throw new Error('unreachable');
+  return s;
+}
+
+describe('trapping exits', () => {
+  test('a linked group dies: the trapping group lives, gets an exit with the reason, and the link is gone', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const b = t.createGroup();
+    const bBox = b.createMailbox();
+    const bOther = b.createMailbox();
+    const bId = bBox.export(Perm.NONE);
+    const bOtherId = bOther.export(Perm.NONE);
+    t.link(bBox.export(Perm.LINK), a);
+    expect(h.office.stats().links).toBe(1);
+    b.kill({ code: 17, detail: text('crashed') });
+    expect(b.dead).toBe(true);
+    expect(a.dead).toBe(false);
+    expect(h.office.stats().links).toBe(0);
+    expect(h.office.stats().pendingExits).toBe(1);
+    const exit = expectExit(aBox.tryReceive());
+    expect(exit).toMatchObject({ reason: 'killed', code: 17, detail: text('crashed') });
+    // The dead group is named by its identity route: the first mailbox created in it.
+    expect(t.sameRoute(exit.from, bId)).toBe(true);
+    expect(t.sameRoute(exit.from, bOtherId)).toBe(false);
+    expect(t.permissions(exit.from)).toBe(Perm.NONE);
+    expect(aBox.tryReceive()).toBeNull();
+    expect(h.office.stats().pendingExits).toBe(0);
+    // Still alive and still trapping: messages flow.
+    const to = aBox.export(Perm.SEND);
+    expect(t.send(to, bytes(1))).toBe(true);
+    expect(aBox.tryReceive()?.kind).toBe('message');
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('propagation stops at a trapping group: its other partners live on', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const [x, trapper, y, z] = Array.from({ length: 4 }, () => t.createGroup());
+    const boxes = [x, trapper, y, z].map((g) => g!.createMailbox());
+    trapper!.trapExits(boxes[1]!);
+    // x - trapper - y - z, and x - y too (so y dies through x, not through the trapper).
+    t.link(boxes[1]!.export(Perm.LINK), x!);
+    t.link(boxes[2]!.export(Perm.LINK), trapper!);
+    t.link(boxes[3]!.export(Perm.LINK), y!);
+    x!.kill({ code: 1 });
+    expect([x, trapper, y, z].map((g) => g!.dead)).toEqual([true, false, false, false]);
+    expectExit(boxes[1]!.tryReceive());
+    expect(boxes[1]!.tryReceive()).toBeNull();
+    expect(h.office.stats().links).toBe(2); // trapper - y, y - z
+    t.link(boxes[2]!.export(Perm.LINK), x!); // y linked to the dead x: y dies, z too, the trapper traps y
+    expect([y, z].map((g) => g!.dead)).toEqual([true, true]);
+    expect(expectExit(boxes[1]!.tryReceive()).code).toBe(1);
+    expect(trapper!.dead).toBe(false);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('a trapping group reached by two dead partners in one kill gets two exits', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const hub = t.createGroup();
+    const hubBox = hub.createMailbox();
+    hub.trapExits(hubBox);
+    const spokes = Array.from({ length: 3 }, () => t.createGroup());
+    const ids = spokes.map((g) => g.createMailbox().export(Perm.ALL));
+    for (const id of ids) t.link(id, hub);
+    for (let i = 0; i + 1 < ids.length; i++) t.link(ids[i + 1]!, spokes[i]!);
+    t.kill(ids[0]!, { code: 4 });
+    const froms = [0, 1, 2].map(() => expectExit(hubBox.tryReceive()).from);
+    expect(hubBox.tryReceive()).toBeNull();
+    for (const id of ids) expect(froms.filter((f) => t.sameRoute(f, id)).length).toBe(1);
+    expect(h.office.stats().links).toBe(0);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('a kill of the trapping group itself still kills it, through the group or through a route', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const partner = t.createGroup();
+    const pBox = partner.createMailbox();
+    t.link(pBox.export(Perm.LINK), a);
+    a.kill({ code: 2 });
+    expect(a.dead).toBe(true);
+    expect(partner.dead).toBe(true); // a non-trapping partner dies as ever
+    expect(pBox.tryReceive()).toMatchObject({ kind: 'end', code: 2 });
+    const b = t.createGroup();
+    const bBox = b.createMailbox();
+    b.trapExits(bBox);
+    t.kill(bBox.export(Perm.KILL), { code: 3 });
+    expect(b.dead).toBe(true);
+    expect(bBox.tryReceive()).toMatchObject({ kind: 'end', code: 3 });
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('linking a trapping group to a dead group, or through a closed route, gives an exit instead of death', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const dead = t.createGroup();
+    const deadBox = dead.createMailbox();
+    const deadId = deadBox.export(Perm.NONE);
+    const deadOther = dead.createMailbox().export(Perm.LINK);
+    dead.kill({ code: 8, detail: bytes(8) });
+    // Through a route of the dead group (closed by the kill).
+    expect(t.link(deadOther, a)).toBe(0);
+    const e1 = expectExit(aBox.tryReceive());
+    expect(e1).toMatchObject({ reason: 'killed', code: 8, detail: bytes(8) });
+    expect(t.sameRoute(e1.from, deadId)).toBe(true);
+    // Through a route its owner closed, in a live group: reason closed, code 0.
+    const live = t.createGroup();
+    const liveFirst = live.createMailbox();
+    const closing = live.createMailbox();
+    const closingLink = closing.export(Perm.LINK);
+    closing.close();
+    expect(t.link(closingLink, a)).toBe(0);
+    const e2 = expectExit(aBox.tryReceive());
+    expect(e2).toMatchObject({ reason: 'closed', code: 0, detail: null });
+    expect(t.sameRoute(e2.from, liveFirst.export(Perm.NONE))).toBe(true);
+    expect(a.dead).toBe(false);
+    expect(live.dead).toBe(false);
+    // Linking from a dead group to a live trapping group: the live side gets the exit (symmetric).
+    const other = t.createGroup();
+    other.createMailbox();
+    other.kill({ code: 9 });
+    const trapper2 = t.createGroup();
+    const t2Box = trapper2.createMailbox();
+    trapper2.trapExits(t2Box);
+    expect(t.link(t2Box.export(Perm.LINK), other)).toBe(0);
+    expect(expectExit(t2Box.tryReceive()).code).toBe(9);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('an exit to a full ring is not lost, comes before queued messages, and wakes an awaiting receive', async () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox({ capacity: 256 });
+    a.trapExits(aBox);
+    const to = aBox.export(Perm.SEND);
+    let sent = 0;
+    while (t.send(to, bytes(sent & 0xff))) sent++;
+    const b = t.createGroup();
+    t.link(b.createMailbox().export(Perm.LINK), a);
+    b.kill({ code: 5 });
+    expect(expectExit(aBox.tryReceive()).code).toBe(5);
+    for (let i = 0; i < sent; i++) expect(aBox.tryReceive()?.kind).toBe('message');
+    expect(aBox.tryReceive()).toBeNull();
+    // Parked on the event loop: the exit's nudge wakes it.
+    const c = t.createGroup();
+    t.link(c.createMailbox().export(Perm.LINK), a);
+    const waiting = aBox.receive({ timeoutMs: 5000 });
+    setTimeout(() => c.kill({ code: 6 }), 10);
+    expect(expectExit(await waiting).code).toBe(6);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('the in-place form of an exit', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const b = t.createGroup();
+    const bId = b.createMailbox().export(Perm.LINK);
+    t.link(bId, a);
+    b.kill({ code: 12, detail: bytes(1, 2) });
+    const s = aBox.tryReceiveInPlace();
+    expect(s?.kind).toBe('exit');
+    expect(t.sameRoute(s!.from, bId)).toBe(true);
+    expect(s!.route).toBe(s!.from);
+    expect([s!.reason, s!.code, s!.detail]).toEqual(['killed', 12, bytes(1, 2)]);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('from is 0 for a group with no mailbox, or whose identity route is gone', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    // b has no mailbox: link from b's side through a's route.
+    const b = t.createGroup();
+    t.link(aBox.export(Perm.LINK), b);
+    b.kill();
+    expect(expectExit(aBox.tryReceive())).toMatchObject({ from: 0, code: 0, detail: null });
+    // c's first mailbox is closed and forgotten; its second one does not become the identity.
+    const c = t.createGroup();
+    const first = c.createMailbox();
+    const second = c.createMailbox();
+    t.link(second.export(Perm.LINK), a);
+    first.close();
+    c.kill();
+    expect(expectExit(aBox.tryReceive()).from).toBe(0);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('the from handle outlives everything else of the dead group', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const t2 = h.office.createTable();
+    const b = t2.createGroup();
+    const bBox = b.createMailbox();
+    t.link(t.importOwned(t2.toOwned(bBox.export(Perm.LINK))), a);
+    const watcher = t.createGroup().createMailbox();
+    const bMonitor = t.importOwned(t2.toOwned(bBox.export(Perm.MONITOR)));
+    b.kill({ code: 1, detail: bytes(1) });
+    t2.close(); // the dead group's own table lets everything go
+    const exit = expectExit(aBox.tryReceive());
+    // The exit's handle still names the route, with its close reason.
+    t.monitor(bMonitor, watcher);
+    expect(t.sameRoute(exit.from, bMonitor)).toBe(true);
+    expect(expectDown(watcher.tryReceive())).toMatchObject({ code: 1, detail: bytes(1) });
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('trapExits(null), or closing the trap mailbox, stops trapping', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    a.trapExits(null);
+    const b = t.createGroup();
+    t.link(b.createMailbox().export(Perm.LINK), a);
+    b.kill();
+    expect(a.dead).toBe(true);
+    const c = t.createGroup();
+    const cBox = c.createMailbox();
+    const cOther = c.createMailbox();
+    c.trapExits(cBox);
+    cBox.close();
+    const d = t.createGroup();
+    t.link(d.createMailbox().export(Perm.LINK), c);
+    d.kill({ code: 3 });
+    expect(c.dead).toBe(true);
+    expect(cOther.tryReceive()).toMatchObject({ kind: 'end', code: 3 });
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('pending exits are delivered before the end, and discarded with a closed mailbox', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    for (let i = 0; i < 3; i++) {
+      const g = t.createGroup();
+      t.link(g.createMailbox().export(Perm.LINK), a);
+      g.kill({ code: i });
+    }
+    a.kill({ code: 99 });
+    expect([0, 1, 2].map(() => expectExit(aBox.tryReceive()).code).sort()).toEqual([0, 1, 2]);
+    expect(expectEnd(aBox.tryReceive()).code).toBe(99);
+    const b = t.createGroup();
+    const bBox = b.createMailbox();
+    b.trapExits(bBox);
+    const g = t.createGroup();
+    t.link(g.createMailbox().export(Perm.LINK), b);
+    g.kill({ detail: bytes(1) });
+    expect(h.office.stats().pendingExits).toBe(1);
+    bBox.close();
+    expect(h.office.stats().pendingExits).toBe(0);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('bad trap mailboxes are refused before anything changes', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const b = t.createGroup();
+    const bBox = b.createMailbox();
+    expect(() => a.trapExits(bBox)).toThrow(RangeError);
+    const t2 = h.office.createTable();
+    const foreign = t2.createGroup().createMailbox();
+    expect(() => a.trapExits(foreign)).toThrow(TableMismatch);
+    const closed = a.createMailbox();
+    closed.close();
+    expect(() => a.trapExits(closed)).toThrow(InvalidHandle);
+    a.release();
+    expect(() => a.trapExits(null)).toThrow(InvalidHandle);
+    t2.close();
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('a trapping link made with the node pool full throws CapacityExceeded and changes nothing', () => {
+    const h = harness({ maxNodes: 64 });
+    const t = h.office.createTable();
+    const a = t.createGroup();
+    const aBox = a.createMailbox();
+    a.trapExits(aBox);
+    const dead = t.createGroup();
+    const link = dead.createMailbox().export(Perm.LINK);
+    dead.kill();
+    const fill: OwnedCapability[] = [];
+    for (;;) {
+      try {
+        fill.push(t.toOwned(link));
+      } catch (error) {
+        expect(error).toBeInstanceOf(CapacityExceeded);
+        break;
+      }
+    }
+    const before = h.office.stats();
+    expect(() => t.link(link, a)).toThrow(CapacityExceeded);
+    expect(h.office.stats()).toEqual(before);
+    expect(a.dead).toBe(false);
+    t.close();
+    for (const owned of fill) h.office.discardOwned(owned); // the tokens hold route references
+    h.expectNoLeaks();
+  });
+});
+
+describe('trapping exits across threads', () => {
+  test('kills racing from two threads: each link gives exactly one exit, queued before either kill returns', async () => {
+    const rounds = 10 * SCALE;
+    const n = 40;
+    const h = harness({ maxRoutes: 1024, maxGroups: 1024, maxNodes: 16384, mailboxCapacity: 256 });
+    const t = h.office.createTable();
+    const control = new SharedArrayBuffer(8); // [round, workers done]
+    const c = new Int32Array(control);
+    const built = Array.from({ length: rounds }, () => {
+      const hub = t.createGroup();
+      const hubBox = hub.createMailbox({ capacity: 256 }); // smaller than n exits' nudges: they must not need room
+      hub.trapExits(hubBox);
+      const spokes = Array.from({ length: n }, () => t.createGroup());
+      const boxes = spokes.map((g) => g.createMailbox({ capacity: 64 }));
+      const ids = boxes.map((mb) => mb.export(Perm.ALL));
+      for (let i = 0; i < n; i++) {
+        t.link(ids[i]!, hub);
+        if (i > 0) t.link(ids[i]!, spokes[i - 1]!);
+      }
+      return { hub, hubBox, spokes, boxes, ids };
+    });
+    const random = rng(100);
+    const plan = [1, 2].map((id) =>
+      startWorker(SCRIPT, h.office, 'spokeKiller', {
+        id,
+        control,
+        rounds: built.map((r) => ({ spoke: t.toOwned(r.ids[Math.floor(random() * n)]!), spokes: n })),
+      }),
+    );
+    // Each killer links a group of its own to the chain first: it dies with the chain.
+    while (h.office.stats().links < rounds * (2 * n + 1)) await new Promise((r) => setTimeout(r, 5));
+    for (let round = 0; round < rounds; round++) {
+      Atomics.store(c, 1, 0);
+      Atomics.store(c, 0, round + 1);
+      Atomics.notify(c, 0);
+      while (Atomics.load(c, 1) < 2) Atomics.wait(c, 1, Atomics.load(c, 1), 100);
+      const { hub, hubBox, spokes, boxes, ids } = built[round]!;
+      expect(hub.dead).toBe(false);
+      expect(spokes.every((g) => g.dead)).toBe(true);
+      const byId = new Map<number, number>();
+      for (let k = 0; k < n; k++) {
+        const exit = expectExit(hubBox.tryReceive());
+        const i = ids.findIndex((id) => t.sameRoute(id, exit.from));
+        expect(i).toBeGreaterThanOrEqual(0);
+        expect(byId.has(i)).toBe(false);
+        byId.set(i, exit.code);
+        expect([1, 2]).toContain(exit.code);
+        expect(exit.detail).toEqual(bytes(exit.code, round));
+        t.release(exit.from);
+      }
+      expect(hubBox.tryReceive()).toBeNull();
+      // Each exit carries the reason its spoke died of, whichever killer reached it first.
+      for (let i = 0; i < n; i++) expect(expectEnd(boxes[i]!.tryReceive()).code).toBe(byId.get(i));
+      expect(h.office.stats().pendingExits).toBe(0);
+      hubBox.close();
+    }
+    const results = await finish(plan);
+    for (const r of results) expect(r.problems).toEqual([]);
+    expect(h.office.stats().links).toBe(0);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('an exit wakes a trapping receiver parked in its thread', async () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const g = t.createGroup();
+    const mb = g.createMailbox();
+    const waiter = startWorker(SCRIPT, h.office, 'trapWaiter', {});
+    const { link } = (await waiter.next()) as { link: OwnedCapability };
+    expect(t.link(t.importOwned(link), g)).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 50)); // let it park
+    g.kill({ code: 77, detail: bytes(7, 7) });
+    const [result] = await finish([waiter]);
+    expect(result).toEqual({ kind: 'exit', code: 77, detail: [7, 7], from: true, alive: true });
+    expect(mb.tryReceive()).toMatchObject({ kind: 'end', code: 77 });
     t.close();
     h.expectNoLeaks();
   });

@@ -5,6 +5,8 @@ import {
   CapacityExceeded,
   type DownSignal,
   type EndSignal,
+  type ExitSignal,
+  type KillReason,
   type MessageSignal,
   type OwnedCapability,
   Perm,
@@ -19,11 +21,20 @@ describe('public types', () => {
     const narrow = (s: Signal) => {
       if (s.kind === 'message') expectTypeOf(s).toEqualTypeOf<MessageSignal>();
       else if (s.kind === 'down') expectTypeOf(s).toEqualTypeOf<DownSignal>();
+      else if (s.kind === 'exit') expectTypeOf(s).toEqualTypeOf<ExitSignal>();
       else expectTypeOf(s).toEqualTypeOf<EndSignal>();
     };
     expectTypeOf(narrow).parameter(0).toEqualTypeOf<Signal>();
     expectTypeOf<DownSignal['reason']>().toEqualTypeOf<'closed' | 'killed'>();
+    expectTypeOf<ExitSignal['from']>().toEqualTypeOf<number>();
+    expectTypeOf<EndSignal['detail']>().toEqualTypeOf<Uint8Array | null>();
+    expectTypeOf<DownSignal['code']>().toEqualTypeOf<number>();
     expectTypeOf<MessageSignal['caps']>().toEqualTypeOf<number[]>();
+  });
+
+  test('a kill reason is optional everywhere a kill is', () => {
+    expectTypeOf<Parameters<Table['kill']>>().toEqualTypeOf<[h: number, reason?: KillReason]>();
+    expectTypeOf<KillReason>().toEqualTypeOf<{ code?: number; detail?: Uint8Array }>();
   });
 
   test('handles are numbers; owned capabilities are plain data', () => {
