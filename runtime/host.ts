@@ -1,0 +1,99 @@
+/**
+ * The host side of processes on a thread that has no scheduler: the main
+ * thread of a Runtime (its host process, through which `runtime.spawn`,
+ * `runtime.request`... act) and a sandbox worker (one process). Mailboxes
+ * wait on their own ring's futex word with Atomics.waitAsync; every spawn
+ * goes to a scheduler worker's control route.
+ */
+
+import type { Mailbox, Table } from '../core/index.ts';
+import type { SpawnOptions } from './api.ts';
+import { encode } from './codec.ts';
+import { SpawnError } from './errors.ts';
+import type { Process, ProcessHost, Waiter } from './process.ts';
+import type { Ref } from './ref.ts';
+import { spawnThrough } from './scheduler.ts';
+
+export interface HostOptions {
+  /** A table of this thread holding the control routes (`controls`, by worker index). */
+  system: Table;
+  /** Handles in `system` of every worker's control route; 0 while a worker is being replaced. */
+  controls: number[];
+  /** Default ring capacity of a new process's mailbox. */
+  processMailboxCapacity: number;
+  /** Spawns a sandboxed process (the runtime's sandbox host); undefined where sandboxes cannot start. */
+  spawnSandbox?: (
+    parent: Process,
+    moduleUrl: string,
+    exportName: string,
+    args: readonly unknown[],
+    options: SpawnOptions,
+    link: boolean,
+  ) => Promise<Ref>;
+}
+
+export class ThreadHost implements ProcessHost, Waiter {
+  readonly waiter: Waiter = this;
+  private nextWorker = -1;
+
+  constructor(private readonly options: HostOptions) {}
+
+  adopt(): void {}
+
+  wait(mailbox: Mailbox, timeoutMs: number): Promise<void> {
+    return mailbox.waitForSignal(timeoutMs);
+  }
+
+  forget(): void {
+    // Nothing to do: a wait parked on a mailbox that closes is woken by the close's nudge,
+    // and the mailbox keeps its ring until that wait has left.
+  }
+
+  ended(): void {}
+
+  async spawn(
+    parent: Process,
+    moduleUrl: string,
+    exportName: string,
+    args: readonly unknown[],
+    options: SpawnOptions,
+    link: boolean,
+  ): Promise<Ref> {
+    if (!Array.isArray(args)) throw new TypeError('spawn: args must be an array');
+    if (options.sandbox !== undefined) {
+      if (this.options.spawnSandbox === undefined)
+        throw new SpawnError('sandboxes cannot be started from here');
+      return this.options.spawnSandbox(parent, moduleUrl, exportName, args, options, link);
+    }
+    const { controls, system } = this.options;
+    const target = this.pickWorker(options.worker ?? 'next');
+    const control = controls[target];
+    if (control === undefined || control === 0) throw new SpawnError(`worker ${target} is not running`);
+    const capacity = options.mailboxCapacity ?? this.options.processMailboxCapacity;
+    const linkTo = link ? parent.restrict(parent.self, ['link']) : null;
+    try {
+      const { bytes, caps } = encode(parent.table, [args, linkTo]);
+      return await spawnThrough(
+        parent,
+        system,
+        control,
+        [moduleUrl, exportName, capacity, bytes.slice()],
+        caps.slice(),
+      );
+    } finally {
+      if (linkTo !== null && !parent.ended) parent.drop(linkTo);
+    }
+  }
+
+  private pickWorker(choice: 'local' | 'next' | number): number {
+    const n = this.options.controls.length;
+    if (choice === 'local' || choice === 'next') {
+      this.nextWorker = (this.nextWorker + 1) % n;
+      return this.nextWorker;
+    }
+    if (!Number.isInteger(choice) || choice < 0 || choice >= n) {
+      throw new SpawnError(`there is no worker ${String(choice)} (the runtime has ${n})`);
+    }
+    return choice;
+  }
+}
