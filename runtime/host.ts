@@ -88,8 +88,12 @@ export class ThreadHost implements ProcessHost, Waiter {
   private pickWorker(choice: 'local' | 'next' | number): number {
     const n = this.options.controls.length;
     if (choice === 'local' || choice === 'next') {
-      this.nextWorker = (this.nextWorker + 1) % n;
-      return this.nextWorker;
+      // Round robin over the running workers (one being replaced after a crash is skipped).
+      for (let tries = 0; tries < n; tries++) {
+        this.nextWorker = (this.nextWorker + 1) % n;
+        if (this.options.controls[this.nextWorker] !== 0) return this.nextWorker;
+      }
+      throw new SpawnError('no worker is running (a crashed one is being replaced)');
     }
     if (!Number.isInteger(choice) || choice < 0 || choice >= n) {
       throw new SpawnError(`there is no worker ${String(choice)} (the runtime has ${n})`);

@@ -285,12 +285,30 @@ export class Runtime {
 
   async request(ref: Ref, value: unknown, options?: RequestOptions): Promise<unknown> {
     this.check();
-    return this.host.request(ref, value, options);
+    try {
+      return await this.host.request(ref, value, options);
+    } finally {
+      this.idle();
+    }
   }
 
   async receive(options?: ReceiveOptions): Promise<Received> {
     this.check();
-    return this.host.receive(options);
+    try {
+      return await this.host.receive(options);
+    } finally {
+      this.idle();
+    }
+  }
+
+  /**
+   * The main thread has no scheduler loop that goes idle: after a request or
+   * a receive it drops its hazard (core/README.md), so the ring of a process
+   * it last wrote to can be freed when that process ends, without waiting for
+   * the host's next send.
+   */
+  private idle(): void {
+    if (!this.stopped) this.office.idle();
   }
 
   monitor(ref: Ref): number {

@@ -293,4 +293,59 @@ describe('a crashed scheduler worker', () => {
     for (const r of [victim.ref, survivor, crasher, fresh]) runtime.host.drop(r);
     await expectBaseline();
   });
+
+  it('recovers the same way from an uncaught error in user code', async () => {
+    const victim = await runtime.spawnMonitor(BASIC, 'sleeper', [], { worker: 0 });
+    const replaced = new Promise<WorkerCrashReason>((resolve) => {
+      runtime.onWorkerReplaced = (_index, reason) => resolve(reason);
+    });
+    const crasher = await runtime.spawn(BASIC, 'crashWorkerUncaught', [], { worker: 0 });
+    expect(await downOf(victim.monitor)).toMatchObject({
+      kind: 'worker-crashed',
+      detail: expect.stringMatching(/RangeError: uncaught in a timer/),
+    });
+    await replaced;
+    const fresh = await runtime.spawn(BASIC, 'echo', [], { worker: 0 });
+    expect(await runtime.request(fresh, 'again')).toMatchObject({ echo: 'again' });
+    await runtime.request(fresh, { stop: true });
+    for (const r of [victim.ref, crasher, fresh]) runtime.host.drop(r);
+    await expectBaseline();
+  });
+});
+
+describe('a scheduler worker out of memory', () => {
+  it('dies with a reason that says so, and is replaced', async () => {
+    const small = await Runtime.start({ workers: 1, workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
+    try {
+      const start = small.stats();
+      const replaced = new Promise<void>((resolve) => {
+        small.onWorkerReplaced = () => resolve();
+      });
+      const victim = await small.spawnMonitor(BASIC, 'exhaustMemory');
+      const m = await small.receive({ timeout: 30_000, match: (s) => isDown(s) });
+      if (!isDown(m)) throw new Error('expected a down');
+      expect(m.reason).toMatchObject({ kind: 'worker-crashed', detail: expect.stringMatching(/memory/i) });
+      small.host.drop(m.ref);
+      small.host.drop(victim.ref);
+      await replaced;
+      const echo = await small.spawn(BASIC, 'echo');
+      expect(await small.request(echo, 'after oom', { timeout: 10_000 })).toMatchObject({
+        echo: 'after oom',
+      });
+      await small.request(echo, { stop: true });
+      small.host.drop(echo);
+      const { capacity: _a, retired: _b, ...want } = start;
+      await expect
+        .poll(
+          () => {
+            const { capacity: _c, retired: _d, ...now } = small.stats();
+            return now;
+          },
+          { timeout: 5000 },
+        )
+        .toEqual(want);
+    } finally {
+      await small.shutdown();
+    }
+  });
 });
