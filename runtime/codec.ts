@@ -44,6 +44,8 @@ let encodingCaps: number[] = [];
 let decodingTable: Table | null = null;
 let decodingCaps: readonly number[] = [];
 let decodingUsed: boolean[] = [];
+/** The bounds of the message being decoded (reused). */
+const bounds = { start: 0, end: 0 };
 
 function capIndexOf(ref: Ref): number {
   const inner = Ref.unwrap(ref);
@@ -95,11 +97,12 @@ addExtension({
 export interface Encoded {
   /** The message bytes: valid until the next encode on this thread. */
   readonly bytes: Uint8Array;
-  /** Handles of the sender's table named by the value (and envelope), in order. */
+  /** Handles of the sender's table named by the value (and envelope), in order; reused like `bytes`. */
   readonly caps: number[];
 }
 
-const scratch: { bytes: Uint8Array; caps: number[] } = { bytes: new Uint8Array(0), caps: [] };
+const scratchCaps: number[] = [];
+const scratch: { bytes: Uint8Array; caps: number[] } = { bytes: new Uint8Array(0), caps: scratchCaps };
 let envelopeBuffer = new Uint8Array(256);
 
 /**
@@ -109,7 +112,8 @@ let envelopeBuffer = new Uint8Array(256);
  */
 export function encode(table: Table, value: unknown, kind = 0, id = 0, replyHandle = 0): Encoded {
   encodingTable = table;
-  encodingCaps = [];
+  encodingCaps = scratchCaps;
+  encodingCaps.length = 0;
   let body: Uint8Array;
   try {
     body = packr.pack(value);
@@ -176,8 +180,11 @@ export function decode(
   decodingCaps = caps;
   decodingUsed = caps.length === 0 ? decodingUsed : new Array<boolean>(caps.length).fill(false);
   try {
-    // msgpackr keeps a reference to its source between calls; a subarray keeps it to this message.
-    return packr.unpack(bytes.subarray(offset, offset + length));
+    // The whole buffer with bounds, not a subarray: msgpackr caches its DataView on the source
+    // object, so decoding in place from the same buffer allocates nothing per message.
+    bounds.start = offset;
+    bounds.end = offset + length;
+    return packr.unpack(bytes, bounds);
   } catch (error) {
     if (error instanceof DecodeError) throw error;
     throw new DecodeError(`malformed message: ${(error as Error).message}`);
