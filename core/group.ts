@@ -5,7 +5,7 @@
  */
 
 import { InvalidHandle } from './errors.ts';
-import { createGroup, groupGen, isDead, killGroupFor, releaseGroup, setTrap } from './groups.ts';
+import { createGroup, groupGen, isDead, killGroupFor, releaseGroupObject, setTrap } from './groups.ts';
 import { Mailbox, type MailboxOptions } from './mailbox.ts';
 import { checkKillReason, type KillReason } from './reasons.ts';
 import type { Table } from './table.ts';
@@ -18,7 +18,7 @@ export class Group {
 
   /** @internal */
   constructor(readonly table: Table) {
-    this.index = createGroup(table.o);
+    this.index = createGroup(table.o, table.index, table.generation);
     this.generation = groupGen(table.o, this.index);
   }
 
@@ -80,7 +80,7 @@ export class Group {
     if (this.released) return;
     this.released = true;
     this.table.groups.delete(this);
-    releaseGroup(this.table.o, this.index);
+    releaseGroupObject(this.table.o, this.index);
   }
 
   /** @internal */

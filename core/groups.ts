@@ -50,8 +50,11 @@ import {
   G_LINKS,
   G_LOCK,
   G_MEMBERS,
+  G_OBJECT,
   G_REFS,
   G_STATE,
+  G_TABLE,
+  G_TABLE_GEN,
   G_TRAP,
   G_TRAP_GEN,
   GS_ALIVE,
@@ -96,11 +99,14 @@ import {
 } from './routes.ts';
 import type { Shared } from './shared.ts';
 
-/** A new live group with one reference (its Group object's). */
-export function createGroup(o: Shared): number {
+/** A new live group, created by table slot `table` of generation `tableGen`, with one reference (its Group object's). */
+export function createGroup(o: Shared, table: number, tableGen: number): number {
   const i32 = o.i32;
   const g = o.groups.alloc();
   const w = o.groups.word(g);
+  Atomics.store(i32, w + G_TABLE_GEN, tableGen);
+  Atomics.store(i32, w + G_TABLE, table + 1);
+  Atomics.store(i32, w + G_OBJECT, 1);
   // G_LOCK is left alone: only lock/unlock change a lock word (a killer holding a stale id may hold it now).
   Atomics.store(i32, w + G_MEMBERS, 0);
   Atomics.store(i32, w + G_LINKS, 0);
@@ -124,6 +130,12 @@ export function isDead(o: Shared, g: number): boolean {
 
 export function retainGroup(o: Shared, g: number): void {
   Atomics.add(o.i32, o.groups.word(g) + G_REFS, 1);
+}
+
+/** The Group object lets go of its reference. */
+export function releaseGroupObject(o: Shared, g: number): void {
+  Atomics.store(o.i32, o.groups.word(g) + G_OBJECT, 0); // before the reference goes: the reclaimer must not drop it again
+  releaseGroup(o, g);
 }
 
 export function releaseGroup(o: Shared, g: number): void {
@@ -274,6 +286,8 @@ export function freeGroup(o: Shared, g: number): void {
   // No route is left: its trap mailbox and identity route are gone (they cleared these already).
   Atomics.store(i32, w + G_TRAP, 0);
   Atomics.store(i32, w + G_IDENTITY, 0);
+  Atomics.store(i32, w + G_TABLE, 0); // owned by no table: a reclaimer finds nothing here
+  Atomics.store(i32, w + G_OBJECT, 0);
   if (Atomics.load(i32, w + G_STATE) === GS_ALIVE) Atomics.sub(i32, C_LIVE_GROUPS, 1);
   Atomics.store(i32, w + G_STATE, GS_FREE);
   // Bumped under the lock: whoever locks this slot later with the old generation sees it gone.

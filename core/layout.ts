@@ -145,9 +145,24 @@ export const R_REASON = 10;
 export const R_NEXT_MEMBER = 11; // group member list (route index + 1); under the group's lock
 export const R_PREV_MEMBER = 12;
 export const R_FLAGS = 13; // RF_MEMBER while on its group's member list; under the group's lock
-export const R_OWNER_TABLE = 14; // table slot index of the mailbox owner, for information
+/**
+ * The mailbox's owning table (table slot index + 1) while the Mailbox object
+ * holds its owner reference, 0 once it let go; R_OWNER_GEN is that table
+ * slot's generation. Written by the owner at creation and when it lets go
+ * (before the reference goes), or by whoever reclaims a dead owner's thread
+ * (markThreadDead): it finds the dead thread's mailboxes by these words.
+ */
+export const R_OWNER_TABLE = 14;
 export const R_CODE = 15; // see R_REASON
 export const R_DETAIL = 16; // see R_REASON
+export const R_OWNER_GEN = 17; // see R_OWNER_TABLE
+/**
+ * The owner's taken downs and exits, oldest first (node index + 1 through
+ * N_NEXT), not yet received: what it took off R_DOWNS in one exchange. Only
+ * the owner writes it (or the reclaimer of a dead owner), so a thread that
+ * dies between receives leaves them where they can be discarded.
+ */
+export const R_LOCAL_DOWNS = 18;
 
 export const PIN_COUNT_MASK = (1 << 26) - 1;
 /** Closed: senders drop, the owner stops delivering ring records. */
@@ -201,6 +216,20 @@ export const G_TRAP_GEN = 9;
  */
 export const G_IDENTITY = 10;
 export const G_IDENTITY_GEN = 11;
+/**
+ * The table that created the group (table slot index + 1; 0 while the slot
+ * is free) and that table slot's generation. Written at creation, cleared
+ * when the slot is freed (under G_LOCK, before the slot can be claimed again).
+ * markThreadDead kills the live groups a dead thread's tables created.
+ */
+export const G_TABLE = 12;
+export const G_TABLE_GEN = 13;
+/**
+ * 1 while the creating table's Group object holds its reference (G_REFS),
+ * 0 once it let go. Written by that table's thread (creation, release), or
+ * by the reclaimer of a dead one, which drops the reference in its stead.
+ */
+export const G_OBJECT = 14;
 
 export const GS_FREE = 0;
 export const GS_ALIVE = 1;

@@ -35,6 +35,8 @@ import {
   R_DETAIL,
   R_DOWNS,
   R_GONE_BIT,
+  R_LOCAL_DOWNS,
+  R_OWNER_TABLE,
   R_PIN,
   R_REASON,
   R_RING,
@@ -103,7 +105,11 @@ export class Mailbox {
   readonly ring: Ring;
   private readonly pinWord: number;
   private readonly downsWord: number;
-  /** Downs taken off R_DOWNS, oldest first (node index + 1 through N_NEXT). */
+  private readonly localDownsWord: number;
+  /**
+   * Downs and exits taken off R_DOWNS, oldest first (node index + 1 through
+   * N_NEXT). Mirrored in R_LOCAL_DOWNS, so that they are found if this thread dies.
+   */
   private localDowns = 0;
   /** This thread's receives currently parked on the ring (awaiting waitForRecordAsync). */
   private parkedReceives = 0;
@@ -111,6 +117,7 @@ export class Mailbox {
   private letGoWhenUnparked = false;
   /** A record delivered in place and not yet released; its out-of-line body, if any. */
   private held = false;
+  private heldAt = 0;
   private heldBody = -1;
   private heldBodyLength = 0;
   private end: EndSignal | null = null;
@@ -127,10 +134,18 @@ export class Mailbox {
     // a record at all; give them up to half the ring, at most 256 bytes.
     const maxRecordLength =
       options.maxRecordLength ?? Math.max(capacity / 8 - 8, Math.min(capacity / 2 - 8, 256));
-    this.route = createRoute(o, group.index, group.table.index, capacity, maxRecordLength);
+    this.route = createRoute(
+      o,
+      group.index,
+      group.table.index,
+      group.table.generation,
+      capacity,
+      maxRecordLength,
+    );
     this.generation = routeGen(o, this.route);
     this.pinWord = o.routes.word(this.route) + R_PIN;
     this.downsWord = o.routes.word(this.route) + R_DOWNS;
+    this.localDownsWord = o.routes.word(this.route) + R_LOCAL_DOWNS;
     this.ring = Ring.attach(o.buffer, Atomics.load(o.i32, o.routes.word(this.route) + R_RING));
     this.view = new InPlaceSignal(o.u8);
   }
@@ -336,7 +351,7 @@ export class Mailbox {
         reversed = x;
         x = next;
       }
-      this.localDowns = reversed;
+      this.setLocalDowns(reversed);
     }
     return this.localDowns - 1;
   }
@@ -355,7 +370,7 @@ export class Mailbox {
     // The node's reference on the watched route passes to the new entry; if the table is full, nothing changes.
     const route = this.table.addEntry(watched, Atomics.load(i32, nw + N_B), 0);
     const detail = readDetail(o, Atomics.load(i32, ww + R_DETAIL));
-    this.localDowns = Atomics.load(i32, nw + N_NEXT);
+    this.setLocalDowns(Atomics.load(i32, nw + N_NEXT));
     Atomics.sub(i32, C_DOWNS, 1);
     o.freeNode(node);
     this.monitors.delete(monitor);
@@ -374,6 +389,11 @@ export class Mailbox {
     return view;
   }
 
+  private setLocalDowns(head: number): void {
+    this.localDowns = head;
+    Atomics.store(this.o.i32, this.localDownsWord, head); // where a reclaimer finds them (only this thread reads it otherwise)
+  }
+
   /** Delivers pending exit node `node` (trapped exits come the way downs do). */
   private deliverExit(node: number, inPlace: boolean): ExitSignal | InPlaceSignal {
     const o = this.o;
@@ -386,7 +406,7 @@ export class Mailbox {
     const code = Atomics.load(i32, nw + N_D);
     const blob = Atomics.load(i32, nw + N_E);
     const detail = readDetail(o, blob);
-    this.localDowns = Atomics.load(i32, nw + N_NEXT);
+    this.setLocalDowns(Atomics.load(i32, nw + N_NEXT));
     Atomics.sub(i32, C_EXITS, 1);
     o.freeNode(node);
     releaseDetail(o, blob);
@@ -417,25 +437,35 @@ export class Mailbox {
     let body = -1;
     const caps: number[] = inPlace ? this.view.caps : [];
     if (caps.length !== 0) caps.length = 0;
+    // What a record holds is zeroed in it as it is taken (its capabilities
+    // now, its body when freed): a consumed record not yet handed back to the
+    // ring then holds nothing, and whoever drains a dead consumer's ring from
+    // HEAD releases nothing twice (routes.ts, discardRecord).
     if (type === REC_CAPS) {
       const n = i32[at >> 2]!;
       this.importCaps(at + 4, n, caps);
+      if (n !== 0) Atomics.store(i32, at >> 2, 0); // the references are the table's now
       dataAt = at + 4 + 12 * n;
       dataLength = length - 4 - 12 * n;
     } else if (type === REC_LARGE) {
       const n = i32[(at >> 2) + 2]!;
       this.importCaps(at + 12, n, caps);
+      if (n !== 0) Atomics.store(i32, (at >> 2) + 2, 0); // the references are the table's now
       body = i32[at >> 2]!;
       dataAt = body;
       dataLength = i32[(at >> 2) + 1]!;
     }
     if (!inPlace) {
       const data = o.u8.slice(dataAt, dataAt + dataLength);
+      if (body >= 0) {
+        Atomics.store(i32, at >> 2, 0); // the body is taken
+        o.freeHeap(body, dataLength);
+      }
       this.ring.release();
-      if (body >= 0) o.freeHeap(body, dataLength);
       return { kind: 'message', data, caps };
     }
     this.held = true;
+    this.heldAt = at;
     this.heldBody = body;
     this.heldBodyLength = dataLength;
     const view = this.view;
@@ -465,11 +495,12 @@ export class Mailbox {
   private releaseHeld(): void {
     if (!this.held) return;
     this.held = false;
-    this.ring.release();
     if (this.heldBody >= 0) {
+      Atomics.store(this.o.i32, this.heldAt >> 2, 0); // the body is taken (see deliverRecord)
       this.o.freeHeap(this.heldBody, this.heldBodyLength);
       this.heldBody = -1;
     }
+    this.ring.release();
   }
 
   private endSignal(inPlace: boolean): EndSignal | InPlaceSignal {
@@ -511,7 +542,7 @@ export class Mailbox {
     }
     this.monitors.clear();
     discardDownList(o, this.localDowns);
-    this.localDowns = 0;
+    this.setLocalDowns(0);
     discardDownList(o, Atomics.exchange(i32, o.routes.word(this.route) + R_DOWNS, 0));
     if (this.parkedReceives > 0) {
       // A receive of ours is parked on this ring: once freed, its pages may hold another
@@ -532,6 +563,7 @@ export class Mailbox {
     dropHazardOn(o, this.route); // a hazard of ours (from sending to ourselves) must not hold it
     settle(o, this.route);
     this.table.mailboxes.delete(this);
+    Atomics.store(o.i32, o.routes.word(this.route) + R_OWNER_TABLE, 0); // before the reference goes: no reclaimer drops it again
     releaseRoute(o, this.route);
   }
 }

@@ -36,9 +36,11 @@ import {
   TH_HAZARD,
   THREAD_BYTES,
 } from './layout.ts';
+import { checkKillReason, type KillReason, releaseDetail, storeReason } from './reasons.ts';
+import { freeSlotIfClaimMoot, reclaimThread } from './reclaim.ts';
 import { dropHazard, settle } from './routes.ts';
 import { hazardTag, type LayoutSizes, POOL_SLOT_BYTES, Shared } from './shared.ts';
-import { claimOwned, dropOwned, type OwnedCapability, reclaimTablesOf, Table } from './table.ts';
+import { claimOwned, dropOwned, type OwnedCapability, Table } from './table.ts';
 
 export interface PostOfficeOptions {
   /** Threads that may attach at once (producer slots). Default 64. */
@@ -149,19 +151,25 @@ export class PostOffice {
 
   /**
    * Declares a thread that attached this post office dead, once its worker
-   * has exited (never while it may still run). Mailbox rings then skip a
-   * claim it left half-written; a ring it was writing into when it died is
-   * no longer held; the capabilities of its tables are released and the
-   * tables freed. Mailboxes and groups it created are not reclaimed, and a
-   * thread that dies inside a control operation (kill, link, monitor) may
-   * leave a lock held: recovery covers death while sending and between
-   * operations.
+   * has exited (never while it may still run), and reclaims everything its
+   * tables owned (reclaim.ts). Mailbox rings then skip a claim it left
+   * half-written; a ring it was writing into when it died is no longer held;
+   * every live group its tables created is killed with `reason` (default:
+   * code 0, no detail; links and monitors fire as for any kill); its
+   * mailboxes are let go (rings freed once nobody writes into them), its
+   * Group objects' references dropped, its capabilities released and its
+   * tables freed. Recovery covers death while sending and between
+   * operations; a thread that dies inside another operation (a control
+   * operation holding a lock, a receive, a close) may leave a lock held or
+   * something half done. Returns false, changing nothing, when (slot,
+   * generation) is not a live thread. RangeError for a bad slot or reason.
    */
-  markThreadDead(slot: number, generation: number): boolean {
+  markThreadDead(slot: number, generation: number, reason?: KillReason): boolean {
     const o = this.o;
     if (!Number.isInteger(slot) || slot < 0 || slot >= o.threadCount)
       throw new RangeError(`no thread slot ${slot}`);
     if (slot === o.producer.slot) throw new RangeError('a thread cannot declare itself dead');
+    checkKillReason(reason);
     // First the ring's view: consumers may now skip its open claim, and a ring
     // freed below releases the slot with it.
     if (!o.slots.markDead(slot, generation)) return false;
@@ -172,7 +180,11 @@ export class PostOffice {
       if (Atomics.compareExchange(o.i32, word, hazard, 0) === hazard)
         settle(o, (hazard & HAZARD_ROUTE_MASK) - 1);
     }
-    reclaimTablesOf(o, slot, generation);
+    const { code, detail } = storeReason(o, reason);
+    reclaimThread(o, slot, generation, code, detail);
+    releaseDetail(o, detail);
+    // ...its last claim may have been in a ring that is gone already.
+    freeSlotIfClaimMoot(o, slot);
     return true;
   }
 

@@ -57,8 +57,10 @@ import {
   R_GONE_BIT,
   R_GROUP,
   R_GROUP_GEN,
+  R_LOCAL_DOWNS,
   R_LOCK,
   R_MONITORS,
+  R_OWNER_GEN,
   R_OWNER_TABLE,
   R_PIN,
   R_REASON,
@@ -88,6 +90,7 @@ export function createRoute(
   o: Shared,
   g: number,
   ownerTable: number,
+  ownerTableGen: number,
   capacity: number,
   maxRecordLength: number | undefined,
 ): number {
@@ -122,7 +125,9 @@ export function createRoute(
   Atomics.store(i32, w + R_CODE, 0);
   Atomics.store(i32, w + R_DETAIL, 0);
   Atomics.store(i32, w + R_FLAGS, 0);
-  Atomics.store(i32, w + R_OWNER_TABLE, ownerTable);
+  Atomics.store(i32, w + R_LOCAL_DOWNS, 0);
+  Atomics.store(i32, w + R_OWNER_GEN, ownerTableGen);
+  Atomics.store(i32, w + R_OWNER_TABLE, ownerTable + 1);
   retainGroup(o, g);
   if (addMember(o, g, r)) Atomics.add(i32, C_OPEN_ROUTES, 1);
   return r;
@@ -267,7 +272,12 @@ function freeRing(o: Shared, r: number): void {
   o.freeHeap(offset, Atomics.load(o.i32, w + R_RING_PAGES) * PAGE_BYTES);
 }
 
-/** Releases what a message record holds: the references of its capabilities, its out-of-line body. */
+/**
+ * Releases what a message record holds: the references of its capabilities,
+ * its out-of-line body. A consumer that takes them zeroes the count (and the
+ * body word) in the record first, so a record it consumed but did not yet
+ * hand back holds nothing: a dead consumer's ring can be drained from HEAD.
+ */
 export function discardRecord(o: Shared, type: number, at: number): void {
   const i32 = o.i32;
   const word = at >> 2;
@@ -275,7 +285,8 @@ export function discardRecord(o: Shared, type: number, at: number): void {
     const n = i32[word]!;
     for (let k = 0; k < n; k++) releaseRoute(o, i32[word + 1 + 3 * k]!);
   } else if (type === REC_LARGE) {
-    o.freeHeap(i32[word]!, i32[word + 1]!);
+    // A body word of 0: the consumer took the body already (mailbox.ts).
+    if (i32[word] !== 0) o.freeHeap(i32[word]!, i32[word + 1]!);
     const n = i32[word + 2]!;
     for (let k = 0; k < n; k++) releaseRoute(o, i32[word + 3 + 3 * k]!);
   }

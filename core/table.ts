@@ -101,6 +101,8 @@ export class Table {
   /** @internal */ readonly o: Shared;
   /** Slot index of this table in the post office's table pool. */
   readonly index: number;
+  /** @internal The table slot's generation: with `index`, names this table in ownership words. */
+  readonly generation: number;
   /** Head of this table's entry list (entry index + 1). Owner-thread state. */
   private head = 0;
   private closed = false;
@@ -122,6 +124,7 @@ export class Table {
     this.index = o.tables.alloc();
     o.openTables++;
     const w = o.tables.word(this.index);
+    this.generation = Atomics.load(o.i32, w + T_GEN);
     Atomics.store(o.i32, w + T_ENTRIES, 0);
     Atomics.store(o.i32, w + T_THREAD_GEN, o.producer.generation);
     Atomics.store(o.i32, w + T_THREAD, o.producer.slot); // markThreadDead may find this table from here on
@@ -620,34 +623,4 @@ export function claimOwned(o: Shared, owned: OwnedCapability): number {
 /** Discards a claimed owned node: drops its route reference. */
 export function dropOwned(o: Shared, node: number): void {
   freeRouteNode(o, node, C_OWNED);
-}
-
-/**
- * Releases every capability of the tables a dead thread owned, and frees
- * those tables. Only the owning thread ever touches a table's entries, so
- * once that thread is gone the caller may. Mailboxes and groups the thread
- * created are not reclaimed here.
- */
-export function reclaimTablesOf(o: Shared, slot: number, generation: number): number {
-  const i32 = o.i32;
-  let reclaimed = 0;
-  for (let t = 0; t < o.tables.count; t++) {
-    if (!o.tables.bits.isSet(t)) continue;
-    const tw = o.tables.word(t);
-    if (Atomics.load(i32, tw + T_THREAD) !== slot || Atomics.load(i32, tw + T_THREAD_GEN) !== generation)
-      continue;
-    for (let e = 0; e < o.entries.count; e++) {
-      const w = o.entries.word(e);
-      if (Atomics.load(i32, w + E_OWNER) !== t + 1) continue;
-      const route = Atomics.load(i32, w + E_ROUTE);
-      Atomics.store(i32, w + E_OWNER, 0);
-      o.entries.free(e, w + E_GEN);
-      releaseRoute(o, route);
-    }
-    Atomics.store(i32, tw + T_ENTRIES, 0);
-    Atomics.store(i32, tw + T_THREAD, -1);
-    o.tables.free(t, tw + T_GEN);
-    reclaimed++;
-  }
-  return reclaimed;
 }

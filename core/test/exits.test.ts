@@ -13,6 +13,7 @@ import {
   MAX_EXIT_CODE,
   type OwnedCapability,
   Perm,
+  PostOffice,
   type Signal,
   TableMismatch,
 } from '../index.ts';
@@ -597,7 +598,14 @@ describe('trapping exits across threads', () => {
   test('kills racing from two threads: each link gives exactly one exit, queued before either kill returns', async () => {
     const rounds = 10 * SCALE;
     const n = 40;
-    const h = harness({ maxRoutes: 1024, maxGroups: 1024, maxNodes: 16384, mailboxCapacity: 256 });
+    const h = harness({
+      maxRoutes: rounds * (n + 1) + 16,
+      maxGroups: rounds * (n + 3) + 16,
+      maxNodes: rounds * (4 * n + 8) + 64,
+      maxCapabilities: rounds * (n + 4) + 64,
+      heapBytes: 16 << 20,
+      mailboxCapacity: 256,
+    });
     const t = h.office.createTable();
     const control = new SharedArrayBuffer(8); // [round, workers done]
     const c = new Int32Array(control);
@@ -672,4 +680,211 @@ describe('trapping exits across threads', () => {
     t.close();
     h.expectNoLeaks();
   });
+});
+
+describe('a dead thread is reclaimed whole', () => {
+  test('its groups die with the reason (links and monitors fire), its mailboxes, groups and tables are let go', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const mg = t.createGroup();
+    const mbox = mg.createMailbox();
+    const watcher = t.createGroup().createMailbox();
+    const mainWatched = t.createGroup().createMailbox();
+    // The other thread: an attachment we stop using, as a terminated worker would.
+    const other = PostOffice.attach(h.office.buffer);
+    const ot = other.createTable();
+    const og = ot.createGroup();
+    const oBox = og.createMailbox();
+    const oSecond = og.createMailbox();
+    ot.link(ot.importOwned(t.toOwned(mbox.export(Perm.LINK))), og);
+    const released = ot.createGroup();
+    const releasedBox = released.createMailbox();
+    released.release(); // its Group object let go; the group lives on through its mailbox
+    const trapper = ot.createGroup();
+    const trapBox = trapper.createMailbox();
+    trapper.trapExits(trapBox);
+    ot.link(oSecond.export(Perm.LINK), trapper);
+    const deadAlready = ot.createGroup();
+    deadAlready.createMailbox();
+    deadAlready.kill({ detail: bytes(1) });
+    // Main watches the other thread's routes; the other thread watches one of main's.
+    t.monitor(t.importOwned(ot.toOwned(oBox.export(Perm.MONITOR))), watcher);
+    t.monitor(t.importOwned(ot.toOwned(releasedBox.export(Perm.MONITOR))), watcher);
+    ot.monitor(ot.importOwned(t.toOwned(mainWatched.export(Perm.MONITOR))), oSecond);
+    // Things in flight in its rings and lists: messages (with a capability, out of line), downs
+    // taken but not received, a record held in place, a record consumed but not handed back.
+    const toO = t.importOwned(ot.toOwned(oBox.export(Perm.SEND)));
+    const toSecond = t.importOwned(ot.toOwned(oSecond.export(Perm.SEND)));
+    // Two routes of main travel as capabilities: main keeps one handle to each.
+    const carriedA = t.createGroup().createMailbox();
+    const carriedB = t.createGroup().createMailbox();
+    const keepA = carriedA.export(Perm.SEND);
+    const keepB = carriedB.export(Perm.SEND);
+    expect(t.send(toO, bytes(1), [keepA])).toBe(true);
+    expect(t.send(toO, new Uint8Array(3000))).toBe(true); // out of line
+    expect(t.send(toO, bytes(2), [keepB])).toBe(true);
+    expect(t.send(toO, new Uint8Array(2000))).toBe(true);
+    expect(t.send(toO, bytes(3), [watcher.export(Perm.NONE)])).toBe(true);
+    expect(oBox.tryReceive()?.kind).toBe('message'); // taken: caps imported, record not handed back
+    expect(oBox.tryReceive()?.kind).toBe('message'); // taken: body freed
+    expect(oBox.tryReceiveInPlace()?.kind).toBe('message'); // held in place, caps imported
+    const watchedA = ot.createGroup();
+    const watchedB = ot.createGroup();
+    ot.monitor(watchedA.createMailbox().export(Perm.MONITOR), oSecond);
+    ot.monitor(watchedB.createMailbox().export(Perm.MONITOR), oSecond);
+    watchedA.kill();
+    watchedB.kill();
+    expect(oSecond.tryReceive()?.kind).toBe('down'); // the other down is now in its taken list
+    expect(t.send(toSecond, bytes(4))).toBe(true);
+    // In place, a large one held: its body is in the heap.
+    const oThird = og.createMailbox();
+    expect(t.send(t.importOwned(ot.toOwned(oThird.export(Perm.SEND))), new Uint8Array(5000))).toBe(true);
+    expect(oThird.tryReceiveInPlace()?.length).toBe(5000);
+
+    const { slot, generation } = other.thread;
+    expect(h.office.markThreadDead(slot, generation, { code: 3, detail: text('worker lost') })).toBe(true);
+    // Linked main group: killed with the reason.
+    expect(mg.dead).toBe(true);
+    expect(mbox.tryReceive()).toEqual({
+      kind: 'end',
+      reason: 'killed',
+      code: 3,
+      detail: text('worker lost'),
+    });
+    // Main's monitors of its routes: downs with the reason.
+    for (let i = 0; i < 2; i++) {
+      expect(expectDown(watcher.tryReceive())).toMatchObject({
+        reason: 'killed',
+        code: 3,
+        detail: text('worker lost'),
+      });
+    }
+    // Its monitor of main's route is gone.
+    expect(h.office.stats().monitors).toBe(0);
+    expect(h.office.stats().tables).toBe(1);
+    expect(h.office.stats().liveGroups).toBe(4); // main's watcher, mainWatched, carriedA and carriedB
+    // The capabilities the dead thread took were released once, not twice: main's handles still hold the routes.
+    const routes = h.office.stats().routes;
+    carriedA.close();
+    carriedB.close();
+    expect(h.office.stats().routes).toBe(routes);
+    t.release(keepA);
+    t.release(keepB);
+    expect(h.office.stats().routes).toBe(routes - 2);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('a bad reason is refused before anything changes', () => {
+    const h = harness();
+    const other = PostOffice.attach(h.office.buffer);
+    const ot = other.createTable();
+    ot.createGroup().createMailbox();
+    const before = h.office.stats();
+    const { slot, generation } = other.thread;
+    expect(() => h.office.markThreadDead(slot, generation, { code: -1 })).toThrow(RangeError);
+    expect(() => h.office.markThreadDead(slot, generation, { detail: new Uint8Array(5000) })).toThrow(
+      RangeError,
+    );
+    expect(h.office.stats()).toEqual(before);
+    expect(h.office.markThreadDead(slot, generation)).toBe(true);
+    h.expectNoLeaks();
+  });
+
+  test('a trapping group of a live thread gets an exit when its dead partner is reclaimed', () => {
+    const h = harness();
+    const t = h.office.createTable();
+    const g = t.createGroup();
+    const box = g.createMailbox();
+    g.trapExits(box);
+    const other = PostOffice.attach(h.office.buffer);
+    const ot = other.createTable();
+    const og = ot.createGroup();
+    const oBox = og.createMailbox();
+    const identity = t.importOwned(ot.toOwned(oBox.export(Perm.NONE)));
+    ot.link(ot.importOwned(t.toOwned(box.export(Perm.LINK))), og);
+    const { slot, generation } = other.thread;
+    h.office.markThreadDead(slot, generation, { code: 8 });
+    const exit = expectExit(box.tryReceive());
+    expect(exit).toMatchObject({ reason: 'killed', code: 8, detail: null });
+    expect(t.sameRoute(exit.from, identity)).toBe(true);
+    expect(g.dead).toBe(false);
+    t.close();
+    h.expectNoLeaks();
+  });
+
+  test('a thread whose last write went into a ring freed before it died: its slot is freed too', () => {
+    const h = harness();
+    const other = PostOffice.attach(h.office.buffer);
+    const ot = other.createTable();
+    const mb = ot.createGroup().createMailbox();
+    expect(ot.send(mb.export(Perm.SEND), bytes(1))).toBe(true);
+    mb.close(); // nudges its own ring, then the ring is freed: the thread's last claim is in freed memory
+    const { slot, generation } = other.thread;
+    expect(h.office.markThreadDead(slot, generation)).toBe(true);
+    h.expectNoLeaks(); // threads included
+  });
+});
+
+describe('a worker terminated while it owns groups and mailboxes', () => {
+  for (const mode of ['instant', 'between'] as const) {
+    const what =
+      mode === 'instant'
+        ? 'at a random instant of a loop of sends and receives'
+        : 'between two random operations of every kind';
+    test(`terminated ${what}: its link kills main's group, the monitor's down carries the reason, nothing leaks`, async () => {
+      for (let round = 0; round < 3 * SCALE; round++) {
+        const random = rng(round * 7919 + (mode === 'instant' ? 1 : 2));
+        const h = harness({ maxNodes: 8192, heapBytes: 8 << 20 });
+        const t = h.office.createTable();
+        const mg = t.createGroup();
+        const mb = mg.createMailbox();
+        const watcher = t.createGroup().createMailbox();
+        const mainWatched = t.createGroup().createMailbox();
+        const control = new SharedArrayBuffer(12);
+        const c = new Int32Array(control);
+        const doomed = startWorker(SCRIPT, h.office, 'doomed', {
+          mainLink: t.toOwned(mb.export(Perm.LINK)),
+          mainSend: t.toOwned(mb.export(Perm.SEND)),
+          mainMonitor: t.toOwned(mainWatched.export(Perm.MONITOR)),
+          seed: round + 1,
+          mode,
+          control,
+        });
+        doomed.result.catch(() => {}); // it never reports: it is terminated
+        const { monitor, thread } = (await doomed.next()) as {
+          monitor: OwnedCapability;
+          thread: { slot: number; generation: number };
+        };
+        const id = t.monitor(t.importOwned(monitor), watcher);
+        expect(await doomed.next()).toEqual({ phase: 'looping' });
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 30)));
+        if (mode === 'between') {
+          Atomics.store(c, 0, 1);
+          while (Atomics.load(c, 1) === 0) await new Promise((r) => setTimeout(r, 1));
+        }
+        await doomed.worker.terminate();
+        expect(mg.dead).toBe(false);
+        const reason = { code: 21 + round, detail: text(`worker lost in round ${round}`) };
+        expect(h.office.markThreadDead(thread.slot, thread.generation, reason)).toBe(true);
+        expect(mg.dead).toBe(true);
+        for (let s = mb.tryReceive(); ; s = mb.tryReceive()) {
+          if (s?.kind === 'message') continue;
+          expect(s).toEqual({ kind: 'end', reason: 'killed', ...reason });
+          break;
+        }
+        expect(expectDown(watcher.tryReceive())).toMatchObject({
+          kind: 'down',
+          monitor: id,
+          reason: 'killed',
+          ...reason,
+        });
+        expect(watcher.tryReceive()).toBeNull();
+        expect(h.office.stats().tables).toBe(1);
+        expect(h.office.stats().monitors).toBe(0); // its monitor of main's route went with it
+        t.close();
+        h.expectNoLeaks();
+      }
+    });
+  }
 });
