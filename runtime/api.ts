@@ -135,7 +135,11 @@ export interface ProcessContext {
   sendWhenRoom(ref: Ref, value: unknown, options?: { timeout?: number }): Promise<void>;
   /** Sends a request carrying a private reply route and waits for the reply (never through the mailbox). */
   request(ref: Ref, value: unknown, options?: RequestOptions): Promise<unknown>;
-  /** Answers a request, now or later, from this or any process the request was handed to. Returns false if the requester is gone. */
+  /**
+   * Answers a request, now or later, from this or any process the request was
+   * handed to; a request is answered once (its reply route is let go). The
+   * requester being gone is not an error: the reply is dropped.
+   */
   reply(request: Request, value: unknown): boolean;
 
   spawn(
@@ -180,6 +184,10 @@ export interface ProcessContext {
   permissions(ref: Ref): Permission[];
   /** Whether two references name the same process. */
   same(a: Ref, b: Ref): boolean;
-  /** Lets go of a reference (it becomes invalid). */
-  drop(ref: Ref): void;
+  /**
+   * Lets go of a reference (it becomes invalid), or of a Request's reply
+   * route without answering it (a process that handed a Request on to another
+   * process still holds its own copy until it replies or drops it).
+   */
+  drop(ref: Ref | Request): void;
 }

@@ -221,7 +221,7 @@ export class Process implements ProcessContext {
     if (match !== undefined && typeof match !== 'function') throw new TypeError('match must be a function');
     for (let i = 0; i < this.saved.length; i++) {
       const signal = this.saved[i];
-      if (match === undefined || match(signal)) {
+      if (match === undefined || this.matchesSaved(match, signal)) {
         this.saved.splice(i, 1);
         return signal;
       }
@@ -234,8 +234,7 @@ export class Process implements ProcessContext {
         if (signal !== null) {
           const received = this.toReceived(signal);
           if (received === SKIP) continue;
-          if (match === undefined || match(received)) return received;
-          this.saved.push(received);
+          if (match === undefined || this.matches(match, received)) return received;
           continue;
         }
         const left = deadline === Number.POSITIVE_INFINITY ? deadline : deadline - performance.now();
@@ -246,6 +245,21 @@ export class Process implements ProcessContext {
     } finally {
       this.receiving = false;
     }
+  }
+
+  /** Whether a fresh signal matches; one that does not (or whose match throws) is saved, never lost. */
+  private matches(match: (signal: Received) => boolean, signal: Received): boolean {
+    let taken = false;
+    try {
+      taken = match(signal) === true;
+    } finally {
+      if (!taken) this.saved.push(signal);
+    }
+    return taken;
+  }
+
+  private matchesSaved(match: (signal: Received) => boolean, signal: Received): boolean {
+    return match(signal) === true;
   }
 
   /** Turns a signal of the main mailbox into what `receive` hands out; SKIP for nothing to hand out. */
@@ -587,9 +601,11 @@ export class Process implements ProcessContext {
     return this.table.sameRoute(this.handleOf(a, 'same'), this.handleOf(b, 'same'));
   }
 
-  drop(ref: Ref): void {
+  drop(ref: Ref | Request): void {
     this.check();
-    this.table.release(this.handleOf(ref, 'drop'));
+    // A Request holds its reply route: a forwarder that handed it on lets go of its own copy.
+    const target = ref instanceof Request ? ref.replyTo : ref;
+    this.table.release(this.handleOf(target, 'drop'));
   }
 
   /** @internal A handle of this process's table for `ref` (host-level code only). */
