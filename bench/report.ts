@@ -7,10 +7,13 @@
 
 import { writeFileSync } from 'node:fs';
 import { barChart, type ChartGroup } from './charts.ts';
+import type { CodecReport } from './codec.ts';
 import type { CoreMicroReport } from './core-micro.ts';
 import type { MicroResult } from './micro.ts';
 import type { CeilingResult } from './native.ts';
 import type { PairResult } from './runner.ts';
+import { codecBlock, codecSummaryRows, runtimeBlock, runtimeSummaryRows } from './runtime-report.ts';
+import type { RuntimeReport } from './runtime-run.ts';
 import { CORE_REFERENCE, OTHER_SCENARIOS, referenceOf, type WorkerScenario } from './scenarios.ts';
 import { formatBytesRate, formatNs, formatRate, formatRatio } from './stats.ts';
 
@@ -53,6 +56,10 @@ export interface RunReport {
   /** The single-thread core scenarios (core-micro.ts). */
   readonly core?: CoreMicroReport;
   readonly ceiling?: CeilingResult;
+  /** The codec scenario (codec.ts). */
+  readonly codec?: CodecReport;
+  /** The runtime scenarios (runtime-run.ts). */
+  readonly runtime?: RuntimeReport;
   /** Worker-side performance.now() cost, ns, from the ping-pong pingers. */
   readonly timerNs?: number;
 }
@@ -526,6 +533,9 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
       '(see the C futex ceiling). postern parks and wakes exactly as the reference does (a flag, a ' +
       're-check, one notify per wake-up); the rest is the few atomics of the ring itself.',
     '',
+    'The runtime’s goals (spawn rate, memory per process, messages between processes, request/reply ' +
+      'against piscina) have their own table in [Processes (runtime)](#processes-runtime).',
+    '',
     '"postern ×" in the tables below is how many times better postern is than that row: ' +
       'throughput postern ÷ row, latency row ÷ postern (p50). Above 1, postern wins; below 1, it loses. ' +
       'In the core-* tables, "core ×" is the same against postern core (the post office, reading in place): ' +
@@ -565,6 +575,7 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
     );
   }
   if (report.core) out.push(...coreSections(report.core, chartDir, charts));
+  out.push(...codecBlock(report), '', ...runtimeBlock(report), '');
   const ceilingInfo = OTHER_SCENARIOS.find((o) => o.name === 'ceiling')!;
   out.push(`## ceiling: ${ceilingInfo.title}`, '', ceilingInfo.description, '');
   const c = report.ceiling;
@@ -792,6 +803,8 @@ export function summaryText(report: RunReport): string {
   for (const x of report.micro ?? [])
     rows.push(['single-thread', x.contender, `${formatNs(x.nsPerRecord)} per record`, '']);
   if (report.core) rows.push(...coreSummaryRows(report.core));
+  if (report.codec) rows.push(...codecSummaryRows(report.codec));
+  if (report.runtime) rows.push(...runtimeSummaryRows(report.runtime, report));
   const c = report.ceiling;
   if (c?.status === 'ok') {
     if (c.spin)

@@ -6,6 +6,8 @@
  *   npm run bench -- --quick           short rounds (smoke test); report goes to bench/out/
  *   npm run bench -- --only ping-pong  only the named scenarios (a name or a prefix: ping-pong, one-way)
  *   npm run bench -- --only core       the post office against the bare ring (every core-* scenario)
+ *   npm run bench -- --only runtime    processes: spawn, memory, messages, request/reply, kill (every runtime-*)
+ *   npm run bench -- --only codec      the message codec candidates
  *   npm run bench -- --write           write BENCHMARKS.md even for a --quick or --only run
  *   POSTERN_BENCH_SCALE=0.5 npm run bench   scales round budgets and iteration counts
  *
@@ -13,9 +15,10 @@
  * timeout, a sequence check), so a smoke test can rely on the exit code.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { type CodecReport, runCodec } from './codec.ts';
 import { contendersFor } from './contenders.ts';
 import { type CoreMicroReport, runCoreMicro } from './core-micro.ts';
 import { startLoadMeter } from './machine-load.ts';
@@ -23,7 +26,15 @@ import { type MicroResult, runMicro } from './micro.ts';
 import { buildCeiling, type CeilingResult, probeCacheLine, runCeiling } from './native.ts';
 import { type RunReport, renderMarkdown, type ScenarioReport, summaryText, writeCharts } from './report.ts';
 import { type RunSettings, runScenario } from './runner.ts';
-import { ALL_SCENARIO_NAMES, CORE_MICRO_SCENARIOS, selected, WORKER_SCENARIOS } from './scenarios.ts';
+import { blockOf, mergeRuntime, parseRuntimeData, replaceBlock, runtimeFailures } from './runtime-report.ts';
+import { type RuntimeReport, runRuntime } from './runtime-run.ts';
+import {
+  ALL_SCENARIO_NAMES,
+  CORE_MICRO_SCENARIOS,
+  RUNTIME_SCENARIOS,
+  selected,
+  WORKER_SCENARIOS,
+} from './scenarios.ts';
 import { median } from './stats.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -141,6 +152,26 @@ async function main(): Promise<number> {
     });
   }
 
+  let codec: CodecReport | undefined;
+  if (selected('codec', args.only)) {
+    codec = await runCodec({ timeMs: (args.quick ? 50 : 500) * scale, log });
+  }
+
+  let runtime: RuntimeReport | undefined;
+  if (RUNTIME_SCENARIOS.some((name) => selected(name, args.only))) {
+    runtime = await runRuntime(
+      {
+        rounds: settings.rounds,
+        roundMs: settings.roundMs,
+        fullWarmup: settings.fullWarmup,
+        quick: args.quick,
+        scale,
+        log,
+      },
+      args.only,
+    );
+  }
+
   let ceiling: CeilingResult | undefined;
   if (selected('ceiling', args.only)) {
     ceiling = await runCeiling((args.quick ? 0.05 : 1) * scale, log);
@@ -169,6 +200,8 @@ async function main(): Promise<number> {
     micro,
     core,
     ceiling,
+    codec,
+    runtime,
     timerNs: timers.length ? median(timers) : undefined,
   };
 
@@ -181,10 +214,17 @@ async function main(): Promise<number> {
   mkdirSync(chartDir, { recursive: true });
   mkdirSync(OUT, { recursive: true });
   const charts = writeCharts(report, chartDir);
-  writeFileSync(
-    `${reportDir}BENCHMARKS.md`,
-    renderMarkdown(report, official ? 'bench/charts' : 'charts', charts),
-  );
+  const reportPath = `${reportDir}BENCHMARKS.md`;
+  // A partial run written over the committed report keeps what it did not measure.
+  const previous =
+    official && args.only.length > 0 && existsSync(reportPath) ? readFileSync(reportPath, 'utf8') : undefined;
+  const written: RunReport =
+    previous !== undefined && runtime !== undefined
+      ? { ...report, runtime: mergeRuntime(runtime, parseRuntimeData(previous)) }
+      : report;
+  let markdown = renderMarkdown(written, official ? 'bench/charts' : 'charts', charts);
+  if (previous !== undefined) markdown = keepUnmeasured(previous, markdown, written);
+  writeFileSync(reportPath, markdown);
   writeFileSync(`${OUT}results.json`, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nwrote ${reportDir}BENCHMARKS.md, ${charts.size} charts in ${chartDir}, ${OUT}results.json`);
   log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -196,11 +236,49 @@ async function main(): Promise<number> {
     );
     return 1;
   }
+  const runtimeFailed = runtime ? runtimeFailures(runtime) : [];
+  if (runtimeFailed.length > 0) {
+    log(`${runtimeFailed.length} runtime contender run(s) failed: ${runtimeFailed.join(', ')}`);
+    return 1;
+  }
+  if (runtime && runtime.problems.length > 0) {
+    log(`${runtime.problems.length} runtime problem(s): ${runtime.problems.join('; ')}`);
+    return 1;
+  }
   if (core && core.problems.length > 0) {
     log(`${core.problems.length} post office(s) did not come back to baseline: ${core.problems.join('; ')}`);
     return 1;
   }
   return 0;
+}
+
+/**
+ * BENCHMARKS.md for a partial run written over `previous`. When only the
+ * codec or runtime scenarios ran, `previous` is kept whole and only their
+ * sections are replaced; otherwise the new report is taken, with the codec
+ * and runtime sections of `previous` for those that did not run.
+ */
+function keepUnmeasured(previous: string, fresh: string, report: RunReport): string {
+  const ranOthers =
+    report.scenarios.length > 0 ||
+    report.micro !== undefined ||
+    report.core !== undefined ||
+    report.ceiling !== undefined;
+  const blocks = [
+    ['codec', report.codec !== undefined],
+    ['runtime', report.runtime !== undefined],
+  ] as const;
+  if (!ranOthers) {
+    let doc = previous;
+    for (const [name, ran] of blocks) if (ran) doc = replaceBlock(doc, name, blockOf(fresh, name)!);
+    return doc;
+  }
+  let doc = fresh;
+  for (const [name, ran] of blocks) {
+    const old = blockOf(previous, name);
+    if (!ran && old !== undefined) doc = replaceBlock(doc, name, old);
+  }
+  return doc;
 }
 
 main().then(

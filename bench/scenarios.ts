@@ -117,6 +117,57 @@ export const OTHER_SCENARIOS = [
       'are rebuilt between samples, outside the timed part, and each sample checks that all of them died.',
   },
   {
+    name: 'codec',
+    title: 'Message codec: msgpackr vs v8.serialize vs JSON',
+    description:
+      'tinybench, one thread: encode then decode a small int, a short string, a small object and a ' +
+      '~1 KiB object with msgpackr (configured as runtime/codec.ts), v8.serialize/deserialize, and ' +
+      'JSON.stringify + TextEncoder / TextDecoder + JSON.parse. The measurement the runtime’s codec was chosen by.',
+  },
+  {
+    name: 'runtime-spawn',
+    title: 'Process spawn rate',
+    description:
+      'Processes spawned per second onto one worker: from a process on that worker (worker: ' +
+      "'local'), children that return at once or that wait; and from the host (the main thread), " +
+      'each spawn a request to the worker’s control route, one at a time or 32 in flight.',
+  },
+  {
+    name: 'runtime-memory',
+    title: 'Memory per idle process',
+    description:
+      'Shared memory (post office slots and heap pages in use, from stats()) and V8 heap (on the ' +
+      'worker, after a full GC) per idle process, from a few samples of 20,000 idle processes held by one spawner.',
+  },
+  {
+    name: 'runtime-million',
+    title: 'One million idle processes',
+    description:
+      'Two workers, 500,000 idle processes each (50,000 with --quick), spawned locally by one process per ' +
+      'worker, all alive at once; then all killed. Reports whether it works, how long it takes and what it costs.',
+  },
+  {
+    name: 'runtime-messages',
+    title: 'Messages between processes on two workers',
+    description:
+      'A producer process on worker 0 sends small values to a consumer process on worker 1 (64 KiB ' +
+      'mailbox), against the post office alone (core) and postMessage between two plain workers, same run.',
+  },
+  {
+    name: 'runtime-request',
+    title: 'Request/reply against piscina',
+    description:
+      'An echo: postern request from the host to a process and from a process to a process on the other ' +
+      'worker, against piscina.run from the main thread; one at a time (latency) and 32 in flight (throughput).',
+  },
+  {
+    name: 'runtime-kill-tree',
+    title: 'Kill of a supervision tree of 10,000 processes',
+    description:
+      'A tree built with spawnLink (fan-out 10, children alternating between the two workers); the host ' +
+      'monitors the root, kills it, and times the kill call, the down, and the moment stats() shows every process gone.',
+  },
+  {
     name: 'ceiling',
     title: 'Hardware ceiling (C, pthreads, C11 atomics)',
     description:
@@ -131,6 +182,16 @@ export const CORE_MICRO_SCENARIOS = [
   'core-caps',
   'core-fan-out',
   'core-kill-web',
+] as const;
+
+/** The runtime scenarios (runtime-run.ts), in run order; `--only runtime` selects them all. */
+export const RUNTIME_SCENARIOS = [
+  'runtime-spawn',
+  'runtime-memory',
+  'runtime-million',
+  'runtime-messages',
+  'runtime-request',
+  'runtime-kill-tree',
 ] as const;
 
 export const ALL_SCENARIO_NAMES: readonly string[] = [

@@ -1,0 +1,93 @@
+/**
+ * The runtime scenarios (`npm run bench -- --only runtime`): processes on
+ * scheduler workers, measured through the process API. Each scenario starts
+ * its own Runtime (two workers, the machine's cores), kills what it spawned
+ * and checks that the post office is back to its counts after start before
+ * shutting it down; a leak is a problem that fails the run.
+ *
+ *   runtime-spawn      runtime-spawn.ts    processes spawned per second per worker
+ *   runtime-memory     runtime-memory.ts   shared memory and JS heap per idle process
+ *   runtime-million    runtime-memory.ts   one million idle processes at once
+ *   runtime-messages   runtime-messages.ts one-way throughput between processes on two workers
+ *   runtime-request    runtime-request.ts  request/reply against piscina
+ *   runtime-kill-tree  runtime-kill.ts     kill of a linked tree of 10,000 processes
+ */
+
+import type { RuntimeBenchSettings } from './runtime-common.ts';
+import { type KillTreeReport, runKillTree } from './runtime-kill.ts';
+import { type MemoryReport, type MillionReport, runMemory, runMillion } from './runtime-memory.ts';
+import { type MessagesReport, runMessages } from './runtime-messages.ts';
+import { type RequestReport, runRequest } from './runtime-request.ts';
+import { runSpawn, type SpawnReport } from './runtime-spawn.ts';
+import { type RUNTIME_SCENARIOS, selected } from './scenarios.ts';
+
+export type { RuntimeBenchSettings } from './runtime-common.ts';
+
+export interface RuntimeReport {
+  readonly spawn?: SpawnReport;
+  readonly memory?: MemoryReport;
+  readonly million?: MillionReport;
+  readonly messages?: MessagesReport;
+  readonly request?: RequestReport;
+  readonly killTree?: KillTreeReport;
+  /** Leaks and failures, one line each; empty when none. */
+  readonly problems: readonly string[];
+  /** Wall time of the runtime scenarios, ms. */
+  readonly wallMs: number;
+  /**
+   * Where each scenario's figures come from ("2026-11-22, `command`"), for
+   * those taken over from an earlier run by a partial `--write` run
+   * (runtime-report.ts, mergeRuntime); absent: this run.
+   */
+  readonly measured?: Readonly<Partial<Record<RuntimeScenario, string>>>;
+}
+
+export type RuntimeScenario = (typeof RUNTIME_SCENARIOS)[number];
+
+/** The RuntimeReport field of each scenario. */
+export const RUNTIME_FIELDS = {
+  'runtime-spawn': 'spawn',
+  'runtime-memory': 'memory',
+  'runtime-million': 'million',
+  'runtime-messages': 'messages',
+  'runtime-request': 'request',
+  'runtime-kill-tree': 'killTree',
+} as const satisfies Record<RuntimeScenario, keyof RuntimeReport>;
+
+export async function runRuntime(
+  settings: RuntimeBenchSettings,
+  only: readonly string[],
+): Promise<RuntimeReport> {
+  const started = performance.now();
+  const on = (name: RuntimeScenario) => selected(name, only);
+  const report: { -readonly [K in keyof RuntimeReport]: RuntimeReport[K] } = { problems: [], wallMs: 0 };
+  const problems: string[] = [];
+  const step = async <T extends { problems: readonly string[] }>(
+    name: RuntimeScenario,
+    run: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    if (!on(name)) return undefined;
+    const t = performance.now();
+    try {
+      const r = await run();
+      problems.push(...r.problems);
+      return r;
+    } catch (err) {
+      const message = `${name}: ${(err as Error).stack ?? String(err)}`;
+      problems.push(message.split('\n')[0]!);
+      settings.log(`${name.padEnd(17)} FAILED: ${message}`);
+      return undefined;
+    } finally {
+      settings.log(`${name.padEnd(17)} took ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    }
+  };
+  report.spawn = await step('runtime-spawn', () => runSpawn(settings));
+  report.memory = await step('runtime-memory', () => runMemory(settings));
+  report.million = await step('runtime-million', () => runMillion(settings));
+  report.messages = await step('runtime-messages', () => runMessages(settings));
+  report.request = await step('runtime-request', () => runRequest(settings));
+  report.killTree = await step('runtime-kill-tree', () => runKillTree(settings));
+  report.problems = problems;
+  report.wallMs = performance.now() - started;
+  return report;
+}
