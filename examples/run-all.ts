@@ -21,6 +21,9 @@ interface Outcome {
   readonly why: string;
 }
 
+/** Set by Ctrl-C: the example running is stopped, and no other starts. */
+let interrupted = false;
+
 function run(name: string): Promise<Outcome> {
   const started = performance.now();
   return new Promise((resolve) => {
@@ -30,6 +33,12 @@ function run(name: string): Promise<Outcome> {
       stdio: 'inherit',
       detached: true,
     });
+    // Ctrl-C reaches only this process (the child has a group of its own): pass it on.
+    const onInterrupt = () => {
+      interrupted = true;
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGINT');
+    };
+    process.once('SIGINT', onInterrupt);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -37,6 +46,7 @@ function run(name: string): Promise<Outcome> {
     }, LIMIT_MS);
     const done = (ok: boolean, why: string) => {
       clearTimeout(timer);
+      process.off('SIGINT', onInterrupt);
       resolve({ name, ok, seconds: (performance.now() - started) / 1000, why });
     };
     child.on('error', (error) => done(false, `could not start: ${error.message}`));
@@ -58,6 +68,7 @@ const outcomes: Outcome[] = [];
 for (const name of wanted.length > 0 ? wanted : EXAMPLES) {
   console.log(`\n######## ${name}\n`);
   outcomes.push(await run(name));
+  if (interrupted) break;
 }
 console.log('\n######## results\n');
 for (const o of outcomes) {
