@@ -36,6 +36,7 @@ export const ENVELOPE_BYTES = 6;
 /** MessagePack extension types (application range 0..127). */
 const EXT_REF = 0x50;
 const EXT_REQUEST = 0x51;
+const EXT_SET = 0x53;
 
 // Encoding and decoding are synchronous, so the capability list of the
 // message being worked on can live here for the extension hooks to use.
@@ -48,11 +49,11 @@ let decodingUsed: boolean[] = [];
 const bounds = { start: 0, end: 0 };
 
 function capIndexOf(ref: Ref): number {
-  const inner = Ref.unwrap(ref);
-  if (inner === undefined || inner.table !== encodingTable) {
+  const table = Ref.tableOf(ref);
+  if (table === undefined || table !== encodingTable) {
     throw new EncodeError('a Ref can only be sent by the process that holds it');
   }
-  return encodingCaps.push(inner.handle) - 1;
+  return encodingCaps.push(Ref.handleOf(ref)) - 1;
 }
 
 function refAt(index: unknown): Ref {
@@ -94,6 +95,18 @@ addExtension({
   },
 });
 
+// msgpackr writes a Set as a plain array; this keeps its type. (A Map travels as a plain object:
+// msgpackr writes Maps before it looks at extensions.)
+addExtension({
+  Class: Set,
+  type: EXT_SET,
+  write: (set: Set<unknown>) => [...set],
+  read: (items: unknown) => {
+    if (!Array.isArray(items)) throw new DecodeError('malformed Set');
+    return new Set(items);
+  },
+});
+
 export interface Encoded {
   /** The message bytes: valid until the next encode on this thread. */
   readonly bytes: Uint8Array;
@@ -111,6 +124,11 @@ let envelopeBuffer = new Uint8Array(256);
  * route (`replyHandle`) is appended as the last capability.
  */
 export function encode(table: Table, value: unknown, kind = 0, id = 0, replyHandle = 0): Encoded {
+  if (kind === 0 && encodeSmall(value)) {
+    scratchCaps.length = 0;
+    scratch.caps = scratchCaps;
+    return scratch;
+  }
   encodingTable = table;
   encodingCaps = scratchCaps;
   encodingCaps.length = 0;
@@ -144,6 +162,87 @@ export function encode(table: Table, value: unknown, kind = 0, id = 0, replyHand
   return scratch;
 }
 
+const small = new Uint8Array(32);
+/** `small`'s first n bytes, for every n: a view per message would cost more than the encoding. */
+const smallViews = Array.from({ length: 33 }, (_, n) => small.subarray(0, n));
+
+/**
+ * The fast path for the commonest small values, a 32-bit integer or a short
+ * ASCII string, written as MessagePack by hand (fixint, int 32 or fixstr:
+ * standard MessagePack that msgpackr reads back, at a fraction of its cost). Sets `scratch.bytes`; false for any
+ * other value.
+ */
+function encodeSmall(value: unknown): boolean {
+  if (typeof value === 'number') {
+    if (Object.is(value, -0)) {
+      // msgpackr would write -0 as the integer 0; a float 64 keeps the sign.
+      small.fill(0, 0, 9);
+      small[0] = 0xcb;
+      small[1] = 0x80;
+      scratch.bytes = smallViews[9] as Uint8Array;
+      return true;
+    }
+    if ((value | 0) !== value) return false;
+    if (value >= 0 && value < 0x80) {
+      small[0] = value; // positive fixint
+      scratch.bytes = smallViews[1] as Uint8Array;
+    } else if (value < 0 && value >= -32) {
+      small[0] = value & 0xff; // negative fixint
+      scratch.bytes = smallViews[1] as Uint8Array;
+    } else {
+      small[0] = 0xd2; // int 32, big-endian
+      small[1] = value >>> 24;
+      small[2] = (value >>> 16) & 0xff;
+      small[3] = (value >>> 8) & 0xff;
+      small[4] = value & 0xff;
+      scratch.bytes = smallViews[5] as Uint8Array;
+    }
+    return true;
+  }
+  if (typeof value === 'string' && value.length < 32) {
+    for (let i = 0; i < value.length; i++) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x80) return false;
+      small[i + 1] = c;
+    }
+    small[0] = 0xa0 | value.length; // fixstr
+    scratch.bytes = smallViews[value.length + 1] as Uint8Array;
+    return true;
+  }
+  return false;
+}
+
+/** The inverse of `encodeSmall` for bytes it could have written; NOT_SMALL otherwise. */
+function decodeSmall(bytes: Uint8Array, offset: number, length: number): number | string | typeof NOT_SMALL {
+  const first = bytes[offset] as number;
+  if (length === 1) {
+    if (first < 0x80) return first;
+    if (first >= 0xe0) return first - 0x100;
+    if (first === 0xa0) return '';
+    return NOT_SMALL;
+  }
+  if (first === 0xd2 && length === 5) {
+    return (
+      ((bytes[offset + 1] as number) << 24) |
+      ((bytes[offset + 2] as number) << 16) |
+      ((bytes[offset + 3] as number) << 8) |
+      (bytes[offset + 4] as number)
+    );
+  }
+  if ((first & 0xe0) === 0xa0 && length === 1 + (first & 0x1f)) {
+    let text = '';
+    for (let i = offset + 1; i < offset + length; i++) {
+      const c = bytes[i] as number;
+      if (c >= 0x80) return NOT_SMALL; // UTF-8: leave it to msgpackr
+      text += String.fromCharCode(c);
+    }
+    return text;
+  }
+  return NOT_SMALL;
+}
+
+const NOT_SMALL: unique symbol = Symbol('not small');
+
 /** The envelope kind of message bytes (0 for a plain message). */
 export function envelopeKind(bytes: Uint8Array, offset: number, length: number): number {
   if (length >= ENVELOPE_BYTES && bytes[offset] === ENVELOPE_MARK) return bytes[offset + 1] as number;
@@ -176,6 +275,10 @@ export function decode(
   caps: readonly number[],
   unused: number[],
 ): unknown {
+  if (caps.length === 0 && length > 0) {
+    const value = decodeSmall(bytes, offset, length);
+    if (value !== NOT_SMALL) return value;
+  }
   decodingTable = table;
   decodingCaps = caps;
   decodingUsed = caps.length === 0 ? decodingUsed : new Array<boolean>(caps.length).fill(false);

@@ -204,10 +204,10 @@ export class Process implements ProcessContext {
   }
 
   private handleOf(ref: Ref, what: string): number {
-    const inner = Ref.unwrap(ref);
-    if (inner === undefined) throw new TypeError(`${what}: expected a Ref, got ${typeof ref}`);
-    if (inner.table !== this.table) throw new RuntimeError(`${what}: this Ref belongs to another process`);
-    return inner.handle;
+    const table = Ref.tableOf(ref);
+    if (table === undefined) throw new TypeError(`${what}: expected a Ref, got ${typeof ref}`);
+    if (table !== this.table) throw new RuntimeError(`${what}: this Ref belongs to another process`);
+    return Ref.handleOf(ref);
   }
 
   // ---------------------------------------------------------------- receive

@@ -20,10 +20,14 @@ export class Ref {
     Object.freeze(this);
   }
 
-  /** @internal The table and handle behind a Ref (undefined for anything that is not a Ref). */
-  static unwrap(value: unknown): { table: Table; handle: number } | undefined {
-    if (!(value instanceof Ref)) return undefined;
-    return { table: value.#table, handle: value.#handle };
+  /** @internal The table behind a Ref, or undefined for anything that is not a Ref. */
+  static tableOf(value: unknown): Table | undefined {
+    return value instanceof Ref ? value.#table : undefined;
+  }
+
+  /** @internal The handle behind a Ref (check `tableOf` first). */
+  static handleOf(ref: Ref): number {
+    return ref.#handle;
   }
 
   toString(): string {
