@@ -100,8 +100,10 @@
     writable: false,
     configurable: false,
   });
-  // No shared memory, no Wasm, no off-heap buffers (they would escape the V8 heap limit), no inspector console.
+  // No shared memory, no Wasm, no inspector console, and nothing that allocates outside the V8 heap
+  // (ArrayBuffer backing stores, ICU objects behind Intl): that memory would escape the heap limit.
   for (const name of [
+    'Intl',
     'SharedArrayBuffer',
     'Atomics',
     'WebAssembly',

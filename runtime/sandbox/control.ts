@@ -60,12 +60,16 @@ export interface SandboxWorkerData {
    * without details (they could quote files the spawner may not read).
    */
   quiet: boolean;
+  /** The module's code transformed already (realm.ts `transformModule`), from the main thread's cache. */
+  code: string | undefined;
 }
 
 /** Sandbox worker to main thread. */
 export type FromSandbox =
   /** The process exists (its spawn capabilities are imported); `self` is its main route. */
   | { type: 'ready'; self: OwnedCapability }
+  /** The module's transformed code (only when the worker transformed it), for the main thread's cache. */
+  | { type: 'compiled'; code: string }
   /** The process could not start; the worker exits. */
   | { type: 'failed'; message: string }
   /** `ctx.spawn` with the spawn power: start a child sandbox with the same limits. */

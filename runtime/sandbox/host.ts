@@ -24,6 +24,8 @@
  * it and detached: declaring it dead is then a no-op.
  */
 
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { OwnedCapability, PostOffice } from '../../core/index.ts';
 import type { ExitReason, LimitReason, SandboxOptions, SpawnOptions, WorkerCrashReason } from '../api.ts';
@@ -55,6 +57,8 @@ export const MIN_CPU_MS = 20;
 const START_TIMEOUT_MS = 30_000;
 /** V8 young generation of a sandbox worker, MiB (the old generation is `memoryMb`). */
 const YOUNG_GENERATION_MB = 4;
+/** Transformed modules kept by the main thread (the oldest goes first). */
+const MAX_CACHED_MODULES = 256;
 
 export interface SandboxHostOptions {
   office: PostOffice;
@@ -76,9 +80,20 @@ interface StartRequest {
   quiet: boolean;
 }
 
+/** A module's transformed code, valid while the file keeps its size, modification time and inode. */
+interface CachedModule {
+  stamp: string;
+  code: string;
+}
+
+/** Transformed modules by URL, shared by every SandboxHost of this thread (oldest first). */
+const modules = new Map<string, CachedModule>();
+
 interface Sandbox {
   readonly worker: Worker;
   readonly request: StartRequest;
+  /** The module file's size and mtime when the worker was started (undefined: not a readable file). */
+  readonly stamp: string | undefined;
   readonly control: Int32Array;
   /** Tokens handed to the worker and not yet known to be imported. */
   readonly handed: Set<OwnedCapability>;
@@ -153,6 +168,10 @@ export class SandboxHost {
       discardAll(this.office, request.caps);
       return Promise.reject(new SpawnError(`too many sandboxes (at most ${this.maxSandboxes} run at once)`));
     }
+    const stamp = stampOf(request.moduleUrl);
+    const cached = modules.get(request.moduleUrl);
+    const code =
+      cached !== undefined && stamp !== undefined && cached.stamp === stamp ? cached.code : undefined;
     const control = createControlBlock();
     const cpu = request.limits.cpuMsPerSlice;
     const beatMs = Math.max(5, Math.min(250, Math.floor(cpu / 4)));
@@ -168,6 +187,7 @@ export class SandboxHost {
       caps: request.caps,
       limits: request.limits,
       quiet: request.quiet,
+      code,
     };
     let worker: Worker;
     try {
@@ -186,6 +206,7 @@ export class SandboxHost {
       const sandbox: Sandbox = {
         worker,
         request,
+        stamp,
         control,
         handed: new Set(request.caps),
         forwarded: new Map(),
@@ -266,6 +287,9 @@ export class SandboxHost {
         else this.office.discardOwned(message.self);
         return;
       }
+      case 'compiled':
+        this.remember(sandbox, message.code);
+        return;
       case 'failed': {
         const startup = sandbox.startup;
         sandbox.startup = null;
@@ -319,6 +343,15 @@ export class SandboxHost {
     );
   }
 
+  /** Caches a module's transformed code under the file stamp taken before the worker read it. */
+  private remember(sandbox: Sandbox, code: string): void {
+    if (sandbox.stamp === undefined) return;
+    const url = sandbox.request.moduleUrl;
+    modules.delete(url);
+    modules.set(url, { stamp: sandbox.stamp, code });
+    if (modules.size > MAX_CACHED_MODULES) modules.delete(modules.keys().next().value as string);
+  }
+
   private log(sandbox: Sandbox, text: string): void {
     const { moduleUrl, exportName } = sandbox.request;
     if (this.options.log !== undefined) this.options.log(text, { moduleUrl, exportName });
@@ -369,6 +402,20 @@ function exitReasonOf(sandbox: Sandbox, code: number): ExitReason {
       error === undefined ? `the sandbox worker exited with code ${code}` : `${error.name}: ${error.message}`,
   };
   return crash;
+}
+
+/**
+ * The size and modification time of a file: URL's file, or undefined. Taken
+ * before the worker reads the file, so a change after it makes the next
+ * stamp differ from the cached one.
+ */
+function stampOf(url: string): string | undefined {
+  try {
+    const stat = statSync(fileURLToPath(url), { bigint: true });
+    return `${stat.size}:${stat.mtimeNs}:${stat.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function describe(request: StartRequest): string {

@@ -20,7 +20,7 @@
  */
 
 import type { Permission, SpawnOptions, Timer } from '../api.ts';
-import { PowerDenied, RuntimeError } from '../errors.ts';
+import { PowerDenied, ProcessEnded, RuntimeError, SendTimeout } from '../errors.ts';
 import type { Process } from '../process.ts';
 import { encodeReason, errorReason } from '../reasons.ts';
 import type { Ref } from '../ref.ts';
@@ -31,6 +31,8 @@ import { fromWire, type Registry, toWire } from './wire.ts';
 
 /** Context timers one sandbox may have pending at once. */
 const MAX_TIMERS = 100_000;
+/** Longest pause between two tries of a `sendWhenRoom` to a full mailbox, ms. */
+const MAX_ROOM_POLL_MS = 20;
 /** Longest `ctx.log` line, characters. */
 const MAX_LOG_CHARS = 16_384;
 
@@ -181,6 +183,24 @@ export class Membrane implements Registry {
     return timer.cancel();
   }
 
+  /**
+   * `ctx.sendWhenRoom` for a full mailbox: tries again after 1, 2, 4... up to
+   * 20 ms. Not the post office's own `sendWhenRoom`, which pins the target's
+   * ring while it waits: a sandbox worker terminated meanwhile would keep
+   * that pin for good (core does not reclaim a dead thread's pins), and the
+   * ring would never be freed.
+   */
+  async sendWhenRoom(target: Ref, value: unknown, timeoutMs: number | undefined): Promise<void> {
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : performance.now() + timeoutMs;
+    for (let pause = 1; ; pause = Math.min(pause * 2, MAX_ROOM_POLL_MS)) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new SendTimeout(timeoutMs as number);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+      if (this.closed) throw new ProcessEnded('the process ended');
+      if (this.process.send(target, value)) return;
+    }
+  }
+
   /** Ends the process with a reason from the context (checked: an unencodable one becomes an ErrorReason). */
   endWith(text: unknown): void {
     let reason: unknown;
@@ -285,11 +305,10 @@ const OPS: Record<string, Op> = {
     );
   },
   sendWhenRoom: (m, op, ref, value, after) => {
-    const t = timeout(after);
-    m.settle(
-      id(op),
-      m.process.sendWhenRoom(m.ref(ref), fromWire(value, m), t === undefined ? {} : { timeout: t }),
-    );
+    const target = m.ref(ref);
+    const v = fromWire(value, m);
+    if (m.process.send(target, v)) m.settle(id(op), Promise.resolve());
+    else m.settle(id(op), m.sendWhenRoom(target, v, timeout(after)));
   },
   spawn: (m, op, spec, link) => {
     if (!m.limits.powers.spawn) throw powerDenied('spawn');

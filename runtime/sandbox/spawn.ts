@@ -17,6 +17,7 @@
 
 import type { OwnedCapability, PostOffice, Table } from '../../core/index.ts';
 import { decode, encode } from '../codec.ts';
+import { ProcessEnded } from '../errors.ts';
 import type { Process } from '../process.ts';
 import { Ref } from '../ref.ts';
 
@@ -83,7 +84,7 @@ export function unpackSpawn(
 export function adoptSelf(parent: Process, office: PostOffice, self: OwnedCapability): Ref {
   if (parent.ended) {
     office.discardOwned(self);
-    throw new Error('the spawner has ended');
+    throw new ProcessEnded('the spawner has ended');
   }
   try {
     return new Ref(parent.table, parent.table.importOwned(self));

@@ -7,8 +7,8 @@
  * Sequence:
  *   1. attach the post office; publish the thread's producer slot in the
  *      control block (before anything can go wrong)
- *   2. read and transform the module (trusted work: the watchdog is not
- *      armed yet)
+ *   2. read and transform the module, unless the main thread had it cached
+ *      (trusted work: the watchdog is not armed yet)
  *   3. start the heartbeat (arms the main thread's CPU watchdog)
  *   4. create the process (table, group, mailbox), the realm, the membrane;
  *      compile the module and run its top level; find the export
@@ -71,14 +71,17 @@ function finish(): void {
   setImmediate(() => process.exit(0));
 }
 
+/**
+ * Reports a failed start. A sandboxed spawner (`quiet`) learns nothing about
+ * the module: not whether it exists, compiles or exports the name (it may
+ * name any file on the host).
+ */
 function fail(error: unknown): void {
   let message: string;
-  if (error instanceof LoadError)
-    message = data.quiet || error.detail === '' ? error.message : `${error.message}: ${error.detail}`;
-  else
-    message = data.quiet
-      ? 'the sandbox could not start'
-      : `${(error as Error)?.name}: ${(error as Error)?.message}`;
+  if (data.quiet) message = 'the module cannot be loaded in a sandbox';
+  else if (error instanceof LoadError)
+    message = error.detail === '' ? error.message : `${error.message}: ${error.detail}`;
+  else message = `${(error as Error)?.name}: ${(error as Error)?.message}`;
   post({ type: 'failed', message });
   finish();
 }
@@ -157,7 +160,11 @@ class SandboxThreadHost extends ThreadHost {
 
 function start(): void {
   // 2. Trusted work first.
-  const code = transformModule(data.moduleUrl);
+  let code = data.code;
+  if (code === undefined) {
+    code = transformModule(data.moduleUrl);
+    post({ type: 'compiled', code });
+  }
 
   // 3. From here on the sandbox's own code may run: the watchdog watches.
   Atomics.add(control, CB_BEAT, 1);

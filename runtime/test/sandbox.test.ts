@@ -205,6 +205,27 @@ describe('limits', () => {
     await expectBaseline();
   });
 
+  it('a sandbox killed while waiting for room in a mailbox leaves it to its owner, whole', async () => {
+    const holder = await runtime.spawn(PEER, 'gated', [runtime.host.self]);
+    const gate = await runtime.receive({ timeout: 10_000 });
+    const ref = await runtime.spawn(BASIC, 'stuck', [holder, runtime.host.self], {
+      sandbox: { cpuMsPerSlice: 300 },
+    });
+    const { stuck } = (await nextMessage()) as { stuck: number };
+    expect(stuck).toBeGreaterThan(0);
+    const monitor = runtime.monitor(ref);
+    expect(await downOf(monitor)).toMatchObject({ kind: 'limit', limit: 'cpu' });
+    // The holder drains what the sandbox sent before it died, then what others send; nothing of the dead waiter.
+    runtime.host.reply(gate as Parameters<typeof runtime.host.reply>[0], 'go');
+    await runtime.host.sendWhenRoom(holder, 'after', { timeout: 5000 });
+    await runtime.host.sendWhenRoom(holder, 'last', { timeout: 5000 });
+    const { drained } = (await nextMessage()) as { drained: unknown[] };
+    expect(drained).toEqual([...Array.from({ length: stuck }, (_, i) => ({ fill: i })), 'after']);
+    runtime.host.drop(holder);
+    runtime.host.drop(ref);
+    await expectBaseline();
+  });
+
   it('kills an endless microtask chain with a cpu limit reason', async () => {
     const ref = await runtime.spawn(BASIC, 'microtasks', [runtime.host.self], {
       sandbox: { cpuMsPerSlice: 300 },
@@ -281,6 +302,21 @@ describe('powers', () => {
     expect(await runtime.request(spawned, { stop: true })).toBe('bye');
     runtime.kill(parent);
     runtime.host.drop(spawned);
+    runtime.host.drop(parent);
+    await expectBaseline();
+  });
+});
+
+describe('spawning from a sandbox', () => {
+  it('a failed spawn tells the sandbox nothing about the module it named', async () => {
+    const parent = await runtime.spawn(BASIC, 'parent', [runtime.host.self, 'nothing', [], false], {
+      sandbox: { powers: { spawn: true } },
+    });
+    expect(await nextMessage()).toEqual({
+      error: 'SpawnError',
+      message: 'the module cannot be loaded in a sandbox',
+    });
+    runtime.kill(parent);
     runtime.host.drop(parent);
     await expectBaseline();
   });
