@@ -78,13 +78,10 @@ await runExample('request-reply', async (checks) => {
     const total = CLIENTS * REQUESTS;
     const answered = reports.reduce((s, r) => s + r.answered, 0);
     const wrong = reports.reduce((s, r) => s + r.wrong, 0);
-    const retried = reports.reduce((s, r) => s + r.retriedFull, 0);
     const throughput = Math.round(answered / seconds);
     console.log(`\n${answered} requests answered in ${seconds.toFixed(2)} s: ${throughput} requests/s`);
     for (const r of reports.sort((a, b) => a.client - b.client)) {
-      console.log(
-        `  client ${r.client} on ${where(r.thread)}: ${r.answered} answered, ${r.wrong} wrong, ${r.retriedFull} resent (front's mailbox full)`,
-      );
+      console.log(`  client ${r.client} on ${where(r.thread)}: ${r.answered} answered, ${r.wrong} wrong`);
     }
 
     // Ask each server, and the front, what it did and where it ran.
@@ -138,7 +135,6 @@ await runExample('request-reply', async (checks) => {
     return [
       `${answered} requests in ${seconds.toFixed(2)} s = ${throughput} requests/s (${WORKERS} workers, ${SERVERS} servers, ${CLIENTS} clients, ${WINDOW} in flight each)`,
       `per worker: ${[...perWorker].map(([w, { handled }]) => `${w} ${((100 * handled) / total).toFixed(1)}%`).join(', ')}`,
-      `${retried} requests resent after finding the front's mailbox full`,
     ];
   } finally {
     await runtime.shutdown();
