@@ -335,8 +335,17 @@ function powerDenied(power: string): Error {
   return new PowerDenied(`this sandbox was not given the '${power}' power`);
 }
 
-/** JSON [name, message] of a host error, for the context to rebuild as its own. */
+/**
+ * JSON [name, message] of a host error, for the context to rebuild as its
+ * own. Table handles named in post office messages are left out: the
+ * sandbox knows its references by the membrane's ids only.
+ */
 function errorText(error: unknown): string {
-  if (error instanceof Error) return JSON.stringify([String(error.name), String(error.message)]);
+  if (error instanceof Error) {
+    return JSON.stringify([
+      String(error.name),
+      String(error.message).replace(/\bhandle \d+/g, 'the reference'),
+    ]);
+  }
   return JSON.stringify(['Error', 'the operation failed']);
 }

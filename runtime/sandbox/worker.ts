@@ -201,7 +201,7 @@ function start(): void {
   const moduleFn = realm.compile(code, data.moduleUrl);
   const loaded = realm.entry.load(moduleFn, data.exportName);
   if (typeof loaded !== 'string') throw new LoadError('the module could not be loaded', '');
-  if (loaded !== '') throw new LoadError('the module could not be loaded', loaded);
+  if (loaded !== '') throw new LoadError(loaded, '');
   if (proc.ended) return; // its top level ended it (an uncaught exception in a microtask...)
 
   // 5. Arguments, link, and the route back to the spawner.
