@@ -124,25 +124,25 @@ let envelopeBuffer = new Uint8Array(256);
  * route (`replyHandle`) is appended as the last capability.
  */
 export function encode(table: Table, value: unknown, kind = 0, id = 0, replyHandle = 0): Encoded {
-  if (kind === 0 && encodeSmall(value)) {
-    scratchCaps.length = 0;
-    scratch.caps = scratchCaps;
-    return scratch;
-  }
-  encodingTable = table;
-  encodingCaps = scratchCaps;
-  encodingCaps.length = 0;
+  scratchCaps.length = 0;
+  scratch.caps = scratchCaps;
   let body: Uint8Array;
-  try {
-    body = packr.pack(value);
-  } catch (error) {
-    if (error instanceof EncodeError) throw error;
-    if (error instanceof RangeError) throw new EncodeError('the value is cyclic or nested too deeply');
-    throw new EncodeError(`the value cannot be encoded: ${(error as Error).message}`);
-  } finally {
-    encodingTable = null;
+  if (encodeSmall(value)) {
+    if (kind === 0) return scratch;
+    body = scratch.bytes;
+  } else {
+    encodingTable = table;
+    encodingCaps = scratchCaps;
+    try {
+      body = packr.pack(value);
+    } catch (error) {
+      if (error instanceof EncodeError) throw error;
+      if (error instanceof RangeError) throw new EncodeError('the value is cyclic or nested too deeply');
+      throw new EncodeError(`the value cannot be encoded: ${(error as Error).message}`);
+    } finally {
+      encodingTable = null;
+    }
   }
-  scratch.caps = encodingCaps;
   if (kind === 0) {
     scratch.bytes = body;
     return scratch;
@@ -169,8 +169,8 @@ const smallViews = Array.from({ length: 33 }, (_, n) => small.subarray(0, n));
 /**
  * The fast path for the commonest small values, a 32-bit integer or a short
  * ASCII string, written as MessagePack by hand (fixint, int 32 or fixstr:
- * standard MessagePack that msgpackr reads back, at a fraction of its cost). Sets `scratch.bytes`; false for any
- * other value.
+ * standard MessagePack that msgpackr reads back, at a fraction of its cost).
+ * Sets `scratch.bytes`; false for any other value.
  */
 function encodeSmall(value: unknown): boolean {
   if (typeof value === 'number') {

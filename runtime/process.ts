@@ -94,7 +94,9 @@ const REPLY_MAILBOX_CAPACITY = 4096;
 interface PendingRequest {
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** performance.now() past which it times out (Infinity: never). */
+  deadline: number;
+  timeoutMs: number;
 }
 
 export class Process implements ProcessContext {
@@ -115,6 +117,12 @@ export class Process implements ProcessContext {
   private replyHandle = 0;
   private nextRequestId = 1;
   private readonly pending = new Map<number, PendingRequest>();
+  /**
+   * One timer for every pending request's timeout, armed for the earliest
+   * deadline: a timer per request would cost more than the round trip.
+   */
+  private requestTimer: ReturnType<typeof setTimeout> | undefined;
+  private requestTimerAt = Number.POSITIVE_INFINITY;
   private pumping = false;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private readonly unusedCaps: number[] = [];
@@ -173,10 +181,8 @@ export class Process implements ProcessContext {
     this.endReason = reason;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
-    for (const [, request] of this.pending) {
-      if (request.timer !== undefined) clearTimeout(request.timer);
-      request.reject(new ProcessEnded('the process ended'));
-    }
+    if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
+    for (const [, request] of this.pending) request.reject(new ProcessEnded('the process ended'));
     this.pending.clear();
     this.host.waiter.forget(this.mailbox);
     if (this.replyBox !== null) this.host.waiter.forget(this.replyBox);
@@ -368,20 +374,14 @@ export class Process implements ProcessContext {
     // ...a full server mailbox: the request waits for room within its own timeout.
     const queued = this.table.send(h, bytes, caps) ? null : sendLater(this.table, h, bytes, caps, timeoutMs);
     return new Promise((resolve, reject) => {
-      const pending: PendingRequest = { resolve, reject, timer: undefined };
-      if (timeoutMs !== Number.POSITIVE_INFINITY) {
-        pending.timer = setTimeout(() => {
-          // A reply arriving from now on finds no entry and is dropped.
-          this.pending.delete(id);
-          reject(new RequestTimeout(timeoutMs));
-        }, timeoutMs);
-      }
+      const deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
+      const pending: PendingRequest = { resolve, reject, deadline, timeoutMs };
       this.pending.set(id, pending);
+      if (deadline < this.requestTimerAt) this.armRequestTimer(deadline);
       if (!this.pumping) void this.pumpReplies();
       void queued?.then((sent) => {
-        if (sent || !this.pending.has(id)) return;
+        if (sent || this.pending.get(id) !== pending) return;
         this.pending.delete(id);
-        if (pending.timer !== undefined) clearTimeout(pending.timer);
         reject(new RequestTimeout(timeoutMs));
       });
     });
@@ -413,6 +413,27 @@ export class Process implements ProcessContext {
     this.replyHandle = box.export(Perm.SEND);
   }
 
+  private armRequestTimer(deadline: number): void {
+    if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
+    this.requestTimerAt = deadline;
+    this.requestTimer = setTimeout(() => this.expireRequests(), Math.max(0, deadline - performance.now()));
+  }
+
+  /** Times out every request past its deadline (a reply arriving later finds no entry and is dropped). */
+  private expireRequests(): void {
+    this.requestTimer = undefined;
+    this.requestTimerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const [id, pending] of this.pending) {
+      if (pending.deadline <= now) {
+        this.pending.delete(id);
+        pending.reject(new RequestTimeout(pending.timeoutMs));
+      } else if (pending.deadline < next) next = pending.deadline;
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.armRequestTimer(next);
+  }
+
   /** Delivers replies to their requests while any is pending. */
   private async pumpReplies(): Promise<void> {
     const box = this.replyBox as Mailbox;
@@ -436,8 +457,9 @@ export class Process implements ProcessContext {
           for (const h of signal.caps) this.table.release(h);
           continue;
         }
+        // The request timer stays armed: it fires once at its deadline, finds this one gone and
+        // re-arms for the earliest left, so a stream of requests costs one timer per timeout.
         this.pending.delete(id);
-        if (pending.timer !== undefined) clearTimeout(pending.timer);
         try {
           pending.resolve(
             decode(

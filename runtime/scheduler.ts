@@ -44,8 +44,12 @@ import {
 
 /** The doorbell bit of the control mailbox. */
 export const CONTROL_BIT = 0;
-/** How long the loop keeps turning after the last ready bit before it parks (event-loop turns). */
-const SPIN_TURNS = 16;
+/** Microtask ticks the loop yields after waking processes, before it looks for more bits. */
+const MICRO_YIELDS = 8;
+/** Rounds of bits taken between macrotask turns (so timers and I/O are never starved). */
+const MICRO_STEPS = 32;
+/** How long the loop keeps turning after the last ready bit before it parks (ms). */
+const SPIN_MS = 0.1;
 /** While some thread is dead, parked waits are re-polled this often (ms): a dead claim rings nobody. */
 const DEAD_PRODUCER_REPOLL_MS = 20;
 /** A spawn request waits this long for the target worker's reply. */
@@ -179,19 +183,39 @@ export class Scheduler implements ProcessHost, Waiter {
   async run(): Promise<void> {
     const doorbell = this.doorbell;
     const i32 = doorbell.i32;
-    let idleTurns = 0;
+    let steps = 0;
+    let idleSince = -1;
     this.serveControl();
     while (!this.stopping) {
       if (doorbell.take(this.ringBit) > 0) {
-        idleTurns = 0;
-        await nextTurn(); // the woken processes run (their microtasks drain) before we look again
+        idleSince = -1;
+        if (++steps < MICRO_STEPS) {
+          // The woken processes run in microtasks: a few ticks usually take each of them to its
+          // next wait. Looking again before a macrotask turn saves the turn (several µs).
+          for (let i = 0; i < MICRO_YIELDS; i++) await undefined;
+          continue;
+        }
+        steps = 0;
+        await nextTurn(); // timers, I/O and the main thread's messages get their turn
         continue;
       }
-      if (idleTurns++ < SPIN_TURNS) {
+      if (steps > 0 && steps < MICRO_STEPS) {
+        // Nothing rung yet, but processes woken just now may still be on their way to their next
+        // wait (or about to send to a local one): a few more ticks before a macrotask turn.
+        steps++;
+        for (let i = 0; i < MICRO_YIELDS; i++) await undefined;
+        continue;
+      }
+      steps = 0;
+      // Nothing rung: keep turning the event loop for a little while (a reply is often on its
+      // way), then park.
+      const now = performance.now();
+      if (idleSince < 0) idleSince = now;
+      if (now - idleSince < SPIN_MS) {
         await nextTurn();
         continue;
       }
-      idleTurns = 0;
+      idleSince = -1;
       this.office.idle(); // hold no mailbox's ring while parked
       if (!doorbell.prepareToPark()) continue;
       const deadProducers = this.control.ring.deadProducers;

@@ -85,8 +85,12 @@ describe('values', () => {
   it('round-trips arbitrary JSON-like values', () => {
     fc.assert(
       // msgpackr renames a `__proto__` key on decode (no prototype pollution through a message).
+      // A -0 inside a value arrives as 0 (msgpackr writes it as an integer): generated without.
       fc.property(
-        fc.jsonValue().filter((v) => !JSON.stringify(v).includes('__proto__')),
+        fc
+          .jsonValue()
+          .filter((v) => !JSON.stringify(v).includes('__proto__'))
+          .map((v) => JSON.parse(JSON.stringify(v)) as unknown),
         (v) => {
           expect(roundTrip(v)).toEqual(v);
         },
