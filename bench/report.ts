@@ -12,7 +12,13 @@ import type { CoreMicroReport } from './core-micro.ts';
 import type { MicroResult } from './micro.ts';
 import type { CeilingResult } from './native.ts';
 import type { PairResult } from './runner.ts';
-import { codecBlock, codecSummaryRows, runtimeBlock, runtimeSummaryRows } from './runtime-report.ts';
+import {
+  codecBlock,
+  codecSummaryRows,
+  runtimeBlock,
+  runtimeCharts,
+  runtimeSummaryRows,
+} from './runtime-report.ts';
 import type { RuntimeReport } from './runtime-run.ts';
 import { CORE_REFERENCE, OTHER_SCENARIOS, referenceOf, type WorkerScenario } from './scenarios.ts';
 import { formatBytesRate, formatNs, formatRate, formatRatio } from './stats.ts';
@@ -382,6 +388,12 @@ export function writeCharts(report: RunReport, dir: string): Map<string, string>
       files.set(name, `${name}.svg`);
     }
   }
+  if (report.runtime) {
+    for (const [name, svg] of runtimeCharts(report.runtime)) {
+      writeFileSync(`${dir}/${name}.svg`, svg);
+      files.set(name, `${name}.svg`);
+    }
+  }
   return files;
 }
 
@@ -575,7 +587,7 @@ export function renderMarkdown(report: RunReport, chartDir: string, charts: Map<
     );
   }
   if (report.core) out.push(...coreSections(report.core, chartDir, charts));
-  out.push(...codecBlock(report), '', ...runtimeBlock(report), '');
+  out.push(...codecBlock(report), '', ...runtimeBlock(report, chartDir, charts), '');
   const ceilingInfo = OTHER_SCENARIOS.find((o) => o.name === 'ceiling')!;
   out.push(`## ceiling: ${ceilingInfo.title}`, '', ceilingInfo.description, '');
   const c = report.ceiling;

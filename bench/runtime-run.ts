@@ -13,6 +13,7 @@
  *   runtime-kill-tree  runtime-kill.ts     kill of a linked tree of 10,000 processes
  */
 
+import { startLoadMeter } from './machine-load.ts';
 import type { RuntimeBenchSettings } from './runtime-common.ts';
 import { type KillTreeReport, runKillTree } from './runtime-kill.ts';
 import { type MemoryReport, type MillionReport, runMemory, runMillion } from './runtime-memory.ts';
@@ -34,6 +35,11 @@ export interface RuntimeReport {
   readonly problems: readonly string[];
   /** Wall time of the runtime scenarios, ms. */
   readonly wallMs: number;
+  /**
+   * Share (0..1) of all CPU time that other processes used while each
+   * scenario ran (machine-load.ts), and over all of them; undefined off Linux.
+   */
+  readonly otherLoad?: Readonly<Partial<Record<RuntimeScenario | 'all', number>>>;
   /**
    * Where each scenario's figures come from ("2026-11-22, `command`"), for
    * those taken over from an earlier run by a partial `--write` run
@@ -62,12 +68,15 @@ export async function runRuntime(
   const on = (name: RuntimeScenario) => selected(name, only);
   const report: { -readonly [K in keyof RuntimeReport]: RuntimeReport[K] } = { problems: [], wallMs: 0 };
   const problems: string[] = [];
+  const otherLoad: Partial<Record<RuntimeScenario | 'all', number>> = {};
+  const stopAll = startLoadMeter();
   const step = async <T extends { problems: readonly string[] }>(
     name: RuntimeScenario,
     run: () => Promise<T>,
   ): Promise<T | undefined> => {
     if (!on(name)) return undefined;
     const t = performance.now();
+    const stopLoad = startLoadMeter();
     try {
       const r = await run();
       problems.push(...r.problems);
@@ -78,7 +87,14 @@ export async function runRuntime(
       settings.log(`${name.padEnd(17)} FAILED: ${message}`);
       return undefined;
     } finally {
-      settings.log(`${name.padEnd(17)} took ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      const load = stopLoad();
+      if (load !== undefined) otherLoad[name] = load;
+      settings.log(
+        `${name.padEnd(17)} took ${((performance.now() - t) / 1000).toFixed(1)} s` +
+          (load !== undefined
+            ? `; other processes used ${(load * 100).toFixed(0)}% of the CPU meanwhile`
+            : ''),
+      );
     }
   };
   report.spawn = await step('runtime-spawn', () => runSpawn(settings));
@@ -89,5 +105,8 @@ export async function runRuntime(
   report.killTree = await step('runtime-kill-tree', () => runKillTree(settings));
   report.problems = problems;
   report.wallMs = performance.now() - started;
+  const all = stopAll();
+  if (all !== undefined) otherLoad.all = all;
+  report.otherLoad = otherLoad;
   return report;
 }

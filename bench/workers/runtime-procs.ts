@@ -73,7 +73,6 @@ function collect(): boolean {
   }
   if (gcFn === null) return false;
   gcFn();
-  gcFn();
   return true;
 }
 
