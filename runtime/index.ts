@@ -34,5 +34,31 @@ export {
 } from './errors.ts';
 export { isDown, isExit, isRequest } from './guards.ts';
 export { Ref } from './ref.ts';
+export {
+  MAX_NAME_LENGTH,
+  type RegisterOptions,
+  Registry,
+  RegistryError,
+  type RegistryErrorCode,
+  registry,
+  startRegistry,
+} from './registry.ts';
 export { Request } from './request.ts';
 export { Runtime, type RuntimeOptions } from './runtime.ts';
+export {
+  type ChildInfo,
+  type ChildSpec,
+  type ChildType,
+  type Intensity,
+  type IntensityReason,
+  type RestartPolicy,
+  type StartSupervisorOptions,
+  type Strategy,
+  Supervisor,
+  SupervisorError,
+  type SupervisorErrorCode,
+  type SupervisorSpec,
+  startSupervisor,
+  supervisor,
+  supervisorChild,
+} from './supervisor.ts';

@@ -50,6 +50,8 @@ const MICRO_YIELDS = 8;
 const MICRO_STEPS = 32;
 /** How long the loop keeps turning after the last ready bit before it parks (ms). */
 const SPIN_MS = 0.1;
+/** Longest park of an idle worker (ms). */
+const IDLE_PARK_MS = 100;
 /** While some thread is dead, parked waits are re-polled this often (ms): a dead claim rings nobody. */
 const DEAD_PRODUCER_REPOLL_MS = 20;
 /** A spawn request waits this long for the target worker's reply. */
@@ -219,11 +221,14 @@ export class Scheduler implements ProcessHost, Waiter {
       this.office.idle(); // hold no mailbox's ring while parked
       if (!doorbell.prepareToPark()) continue;
       const deadProducers = this.control.ring.deadProducers;
+      // Parked, the thread still runs timers and module loads that may send; waking now and
+      // then drops the hazard such work left (see office.idle), so no dead mailbox's ring is
+      // kept for long by an idle worker.
       const parked = parkAsync(
         i32,
         doorbell.base + DB_SLEEP,
         1,
-        deadProducers ? DEAD_PRODUCER_REPOLL_MS : Number.POSITIVE_INFINITY,
+        deadProducers ? DEAD_PRODUCER_REPOLL_MS : IDLE_PARK_MS,
       );
       if (parked !== undefined) await parked;
       doorbell.awake();
