@@ -371,6 +371,7 @@ export function runtimeBlock(report: RunReport, chartDir: string, charts: Map<st
       'end that the post office is back to its counts after start.',
     '',
     provenance(report, runtime.wallMs) +
+      (runtime.code !== undefined ? ` Code measured: ${runtime.code}.` : '') +
       (runtime.otherLoad?.all !== undefined
         ? ` Other processes used ${(runtime.otherLoad.all * 100).toFixed(0)}% of the machine's CPU time meanwhile ` +
           '(other work shares this VM): read ratios within a scenario rather than absolute figures.'

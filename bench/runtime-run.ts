@@ -13,6 +13,8 @@
  *   runtime-kill-tree  runtime-kill.ts     kill of a linked tree of 10,000 processes
  */
 
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startLoadMeter } from './machine-load.ts';
 import type { RuntimeBenchSettings } from './runtime-common.ts';
 import { type KillTreeReport, runKillTree } from './runtime-kill.ts';
@@ -40,6 +42,8 @@ export interface RuntimeReport {
    * scenario ran (machine-load.ts), and over all of them; undefined off Linux.
    */
   readonly otherLoad?: Readonly<Partial<Record<RuntimeScenario | 'all', number>>>;
+  /** The code measured: the commit, and whether ring/, core/ or runtime/ had uncommitted changes. */
+  readonly code?: string;
   /**
    * Where each scenario's figures come from ("2026-11-22, `command`"), for
    * those taken over from an earlier run by a partial `--write` run
@@ -60,11 +64,32 @@ export const RUNTIME_FIELDS = {
   'runtime-kill-tree': 'killTree',
 } as const satisfies Record<RuntimeScenario, keyof RuntimeReport>;
 
+/** "commit 1c4f2fa" (with "+ uncommitted changes in ..." when the measured folders differ from it). */
+function codeVersion(): string | undefined {
+  const cwd = fileURLToPath(new URL('../', import.meta.url));
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'ring', 'core', 'runtime'], {
+      cwd,
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => line.slice(3).split('/')[0]!);
+    const folders = [...new Set(dirty)];
+    return `commit ${commit}${folders.length > 0 ? ` + uncommitted changes in ${folders.map((f) => `${f}/`).join(', ')}` : ''}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runRuntime(
   settings: RuntimeBenchSettings,
   only: readonly string[],
 ): Promise<RuntimeReport> {
   const started = performance.now();
+  // Taken first: the code that is loaded is the code at start (other work may commit meanwhile).
+  const code = codeVersion();
   const on = (name: RuntimeScenario) => selected(name, only);
   const report: { -readonly [K in keyof RuntimeReport]: RuntimeReport[K] } = { problems: [], wallMs: 0 };
   const problems: string[] = [];
@@ -108,5 +133,6 @@ export async function runRuntime(
   const all = stopAll();
   if (all !== undefined) otherLoad.all = all;
   report.otherLoad = otherLoad;
+  report.code = code;
   return report;
 }
