@@ -182,7 +182,7 @@ export class Process implements ProcessContext {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
-    for (const [, request] of this.pending) request.reject(new ProcessEnded('the process ended'));
+    for (const [, request] of this.pending) request.reject(ProcessEnded.quick('the process ended'));
     this.pending.clear();
     this.host.waiter.forget(this.mailbox);
     if (this.replyBox !== null) this.host.waiter.forget(this.replyBox);
@@ -197,16 +197,11 @@ export class Process implements ProcessContext {
   private check(): void {
     if (this.endReason !== undefined) throw new ProcessEnded('this process has ended');
     if (this.mailbox.closed) {
-      this.end(this.deathReason());
-      throw new ProcessEnded('this process was killed');
+      // Killed from outside. The reason is not read here: monitors and links got it from the
+      // post office already, and decoding it for every process of a big kill costs.
+      this.end('killed');
+      throw ProcessEnded.quick('this process was killed');
     }
-  }
-
-  /** The reason the group was killed with, read from the main mailbox's end signal. */
-  private deathReason(): ExitReason {
-    const signal = this.mailbox.tryReceiveInPlace();
-    if (signal !== null && signal.kind === 'end') return decodeReason(signal.detail, signal.reason);
-    return 'killed';
   }
 
   private handleOf(ref: Ref, what: string): number {
@@ -320,7 +315,7 @@ export class Process implements ProcessContext {
     }
     // The end of the main mailbox: the process was killed.
     this.end(decodeReason(signal.detail, signal.reason));
-    throw new ProcessEnded('this process was killed');
+    throw ProcessEnded.quick('this process was killed');
   }
 
   private releaseUnused(): void {

@@ -45,8 +45,19 @@ export function encodeReason(reason: ExitReason): Uint8Array {
   });
 }
 
+/** Encoded string reasons ('normal', 'shutdown'...): every process that ends needs one. */
+const stringReasons = new Map<string, KillReason>();
+
 export function killReason(reason: ExitReason): KillReason {
   if (reason === 'killed') return {};
+  if (typeof reason === 'string' && reason.length <= 64) {
+    let known = stringReasons.get(reason);
+    if (known === undefined) {
+      known = Object.freeze({ code: REASON_CODE, detail: encodeReason(reason) });
+      if (stringReasons.size < 256) stringReasons.set(reason, known);
+    }
+    return known;
+  }
   return { code: REASON_CODE, detail: encodeReason(reason) };
 }
 

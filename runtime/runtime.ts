@@ -393,7 +393,9 @@ function sizeOffice(options: RuntimeOptions, processes: number, mailboxCapacity:
   } = options;
   const p = Math.min(processes, 1 << 21);
   return {
-    maxThreads: office.maxThreads ?? 256,
+    // Every ring free scans one hazard word per thread slot: room for the workers, their
+    // replacements, the host and sandboxes, not more.
+    maxThreads: office.maxThreads ?? 64,
     maxRoutes: office.maxRoutes ?? Math.min(2 * p + 1024, 1 << 22),
     maxGroups: office.maxGroups ?? Math.min(p + 1024, 1 << 22),
     maxTables: office.maxTables ?? Math.min(p + 1024, 1 << 22),

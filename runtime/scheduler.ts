@@ -17,7 +17,7 @@
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Mailbox, PostOffice, Table } from '../core/index.ts';
+import { type Mailbox, Perm, type PostOffice, type Table } from '../core/index.ts';
 import { DB_SLEEP, DoorbellOwner, parkAsync } from '../ring/index.ts';
 import type { ExitReason, SpawnOptions } from './api.ts';
 import {
@@ -35,6 +35,8 @@ import { Ref } from './ref.ts';
 import {
   copyHandle,
   copyHandles,
+  EMPTY_PAYLOAD,
+  exportInto,
   type ProcessFunction,
   processFunction,
   type SpawnReply,
@@ -64,6 +66,7 @@ interface PendingWait {
 }
 
 const RESOLVED = Promise.resolve();
+const NO_CAPS: number[] = [];
 
 export interface SchedulerOptions {
   office: PostOffice;
@@ -267,13 +270,17 @@ export class Scheduler implements ProcessHost, Waiter {
   ): Process {
     const process = new Process(this, this.office.createTable(), mailboxCapacity);
     try {
-      const caps = copyHandles(source, sourceCaps, process.table);
-      const unused: number[] = [];
-      const [args, linkTo] = decode(process.table, payload, 0, payload.length, caps, unused) as [
-        unknown[],
-        Ref | null,
-      ];
-      for (const h of unused) process.table.release(h);
+      let args: unknown[] = [];
+      let linkTo: Ref | null = null;
+      if (payload !== EMPTY_PAYLOAD) {
+        const caps = copyHandles(source, sourceCaps, process.table);
+        const unused: number[] = [];
+        [args, linkTo] = decode(process.table, payload, 0, payload.length, caps, unused) as [
+          unknown[],
+          Ref | null,
+        ];
+        for (const h of unused) process.table.release(h);
+      }
       if (linkTo !== null) {
         const h = process.handle(linkTo);
         process.table.link(h, process.group);
@@ -303,14 +310,18 @@ export class Scheduler implements ProcessHost, Waiter {
     const capacity = options.mailboxCapacity ?? this.processMailboxCapacity;
     const linkTo = link ? parent.restrict(parent.self, ['link']) : null;
     try {
-      const { bytes, caps } = encode(parent.table, [args, linkTo]);
-      const payload = bytes.slice();
-      const payloadCaps = caps.slice();
+      let payload = EMPTY_PAYLOAD;
+      let payloadCaps: number[] = NO_CAPS;
+      if (args.length > 0 || linkTo !== null) {
+        const { bytes, caps } = encode(parent.table, [args, linkTo]);
+        payload = bytes.slice();
+        payloadCaps = caps.slice();
+      }
       if (target === this.index) {
         const loaded = processFunction(moduleUrl, exportName);
         const fn = loaded instanceof Promise ? await loaded : loaded;
         const child = this.createProcess(fn, capacity, payload, parent.table, payloadCaps);
-        return new Ref(parent.table, copyHandle(child.table, child.handle(child.self), parent.table));
+        return new Ref(parent.table, exportInto(child.mailbox, parent.table, Perm.ALL));
       }
       return await spawnThrough(
         parent,
@@ -389,7 +400,7 @@ export class Scheduler implements ProcessHost, Waiter {
         const child = this.createProcess(fn, capacity, payload, system, caps);
         // The reply carries the child's route; it goes from the worker's table, which outlives
         // a child that ends at once.
-        const childRoute = copyHandle(child.table, child.handle(child.self), system);
+        const childRoute = exportInto(child.mailbox, system, Perm.ALL);
         this.replySpawn(system, replyTo, id, { ref: new Ref(system, childRoute) });
         system.release(childRoute);
       } catch (error) {

@@ -13,7 +13,9 @@
  * { error }.
  */
 
-import type { Table } from '../core/index.ts';
+import type { Mailbox, Perms, Table } from '../core/index.ts';
+// Internal to the post office: exporting a mailbox straight into another table of the same thread.
+import { releaseRoute, retainRoute } from '../core/routes.ts';
 import type { ProcessContext } from './api.ts';
 import { SpawnError } from './errors.ts';
 
@@ -27,6 +29,9 @@ export type SpawnRequest = [
 ];
 
 export type SpawnReply = { ref: unknown } | { error: string };
+
+/** The spawn payload of no arguments and no link, encoded once: most spawns carry it. */
+export const EMPTY_PAYLOAD: Uint8Array = new Uint8Array([0x92, 0x90, 0xc0]); // [[], null]
 
 /** Loaded process functions of this thread, by `url#export`. */
 const functions = new Map<string, ProcessFunction>();
@@ -68,6 +73,23 @@ export function copyHandle(from: Table, h: number, to: Table): number {
     return to.importOwned(owned);
   } catch (error) {
     from.postOffice.discardOwned(owned);
+    throw error;
+  }
+}
+
+/**
+ * A handle in `table` for `mailbox`'s route with `perms`, where `table` is
+ * another table of the mailbox's own thread: what `mailbox.export` does for
+ * the mailbox's table, without the owned-token round trip of `copyHandle`.
+ */
+export function exportInto(mailbox: Mailbox, table: Table, perms: Perms): number {
+  const o = table.o;
+  if (mailbox.table.o !== o || mailbox.closed) return copyHandle(mailbox.table, mailbox.export(perms), table);
+  retainRoute(o, mailbox.route);
+  try {
+    return table.addEntry(mailbox.route, mailbox.generation, perms);
+  } catch (error) {
+    releaseRoute(o, mailbox.route);
     throw error;
   }
 }
