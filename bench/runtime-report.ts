@@ -410,9 +410,10 @@ export function runtimeBlock(report: RunReport, chartDir: string, charts: Map<st
 
 /**
  * Why each goal that is not met is not met: the figures of this run, and
- * what the investigation of 2026-11-22 found (CPU profiles of the workers
- * with `node --cpu-prof`, and patched copies of runtime/ run side by side;
- * details and suggested fixes were handed to the runtime's owners).
+ * what the investigation of 2026-11-22 found at commit a08b35d (CPU profiles
+ * of the workers with `node --cpu-prof`, and patched copies of runtime/ run
+ * side by side on the same machine; details and suggested fixes went to the
+ * runtime's owners).
  */
 function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
   const goals = runtimeGoals(runtime, report);
@@ -423,14 +424,14 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     notes.push(
       `**Spawn rate.** A local spawn plus the child's run and exit took ${formatNs(1e9 / local)} of worker time ` +
         `in this run; ${count(SPAWN_GOAL)}/s needs under ${formatNs(1e9 / SPAWN_GOAL)}. A CPU profile of the ` +
-        "spawning worker splits it: about a third is the child's end (closing its table: freeing its mailbox " +
-        'ring scans the hazard word of every thread the post office is sized for, 256 by the runtime’s default, ' +
-        'and the exit reason is encoded with msgpackr even for `normal`), about a fifth its creation (a Table ' +
+        "spawning worker splits it: about 30% is the child's end (closing its table; freeing its mailbox ring " +
+        'scans the hazard word of every thread the post office is sized for, 256 by the runtime’s default, ' +
+        'about 13% on its own; the exit reason is encoded even for `normal`), about 20% its creation (a Table ' +
         'object with four collections and a scratch array, a group, a route, a 576-byte ring), and the rest the ' +
         'spawn payload’s encode and decode and the copy of the child’s handle to the parent through an owned ' +
-        'token. The same spawns on a runtime started with `maxThreads: 8` ran 1.31× faster (interleaved rounds, ' +
-        'same machine). Spawns from the host are request/reply round trips through the worker’s control ' +
-        'route: they wait on the wake-ups described under request/reply.',
+        'token. The same spawns on a runtime started with `maxThreads: 8` ran 1.31× faster (interleaved rounds). ' +
+        'Spawns from the host are request/reply round trips through the worker’s control route: they pay the ' +
+        'wake-ups described under request/reply.',
     );
   }
   const small = runtime.messages?.parts[0];
@@ -438,22 +439,23 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     const core = rateOf(small.results, MESSAGE_CONTENDERS.core);
     const p = rateOf(small.results, MESSAGE_CONTENDERS.processes);
     const codecInt = report.codec?.points.find(
-      (x) => x.codec === CODEC_REFERENCE && x.value === CODEC_VALUES[0]!.name,
+      (x) => x.codec === RUNTIME_CODEC && x.value === CODEC_VALUES[0]!.name,
     );
     notes.push(
       `**Messages between processes.** The post office alone moved ${core === undefined ? 'n/a' : formatRate(core)} ` +
-        `small ints between the same two workers in this run${p !== undefined && core !== undefined ? ` (the processes ${formatRatio(p / core)} of that)` : ''}, ` +
-        'so the 5 M/s goal is above what the ring and the post office carry on this VM (see also `core-send-16`). ' +
-        'On top of them a process pays, per message, a msgpackr encode' +
+        'small ints between two workers in this run' +
+        (p !== undefined && core !== undefined ? ` and the processes ${formatRatio(p / core)} of that` : '') +
+        ': 5 M/s is above what the ring and the post office carry between two threads on this VM (`core-send-16` ' +
+        'in the main tables measures the same path with 16-byte records). A process adds, per message, the encode ' +
         (codecInt
-          ? ` (a small-int round trip costs ${formatNs(codecInt.nsPerRoundTrip)} in the codec table, most of it per-call set-up)`
+          ? `(a small int's round trip through runtime/codec.ts: ${formatNs(codecInt.nsPerRoundTrip)}) `
           : '') +
-        ', and on the consumer side an `await ctx.receive()` (a promise and a microtask), the decode, and a doorbell ' +
-        'wake-up each time it has drained its mailbox. In a CPU profile of the small-int case the producer is the ' +
-        'bottleneck (encoding about 27% of its thread’s time against 17% for the ring send) while the consumer’s ' +
-        'worker idles about half the time. Encoding small ints and short strings without msgpackr (the bytes stay ' +
-        'valid MessagePack) would take most of that away: `pack` of a small int measured ~330 ns against 15 ns for ' +
-        'writing the one byte.',
+        'and, on the consumer, an `await ctx.receive()`: a promise, a microtask and some garbage per message ' +
+        '(garbage collection was ~11% of the consumer’s worker in a profile), and a doorbell wake-up each time it ' +
+        'has drained its mailbox. In that profile the consumer’s worker idled ~30% while the producer’s was busy, ' +
+        'about half of it in the post office’s send path (`table.send`, the ring claim, the route check): the ' +
+        'producer sets the pace. Sending and receiving in batches (one call for many values) would spread the ' +
+        'per-call costs.',
     );
   }
   if (missed('runtime-request')) {
@@ -462,23 +464,24 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     const many = rateOf(runtime.request?.results, REQUEST_CONTENDERS.processInFlight);
     const pMany = rateOf(runtime.request?.results, REQUEST_CONTENDERS.piscinaInFlight);
     notes.push(
-      '**Request/reply, one at a time.** Between two requests both workers have nothing to run: the scheduler ' +
-        'spins 16 event-loop turns, then parks with `Atomics.waitAsync`, and the host waits with `waitAsync` at ' +
-        'once; each wake-up then goes through the event loop (the ring’s own `ping-pong-park` above shows that ' +
-        'floor), while piscina’s worker waits in a synchronous `Atomics.wait`. A copy of the runtime whose ' +
-        'scheduler spins 256 turns brought process → process p50 from about 100 µs to about 10 µs on the same ' +
-        'machine (the host side, which does not spin, stayed at 35–60 µs)' +
-        (pp?.p50 ? `; this run: ${formatNs(pp.p50.median)}` : '') +
-        '. Even so, 10× piscina means a round trip under ' +
+      '**Request/reply, one at a time.** Between two requests both sides have nothing to run. A scheduler ' +
+        'worker keeps polling for 0.1 ms, then parks with `Atomics.waitAsync`; the host waits with `waitAsync` at ' +
+        'once. A round trip to a parked peer takes longer than 0.1 ms on this VM, so each request pays one or two ' +
+        'wake-ups through the event loop' +
+        (pp?.p50 ? ` (process → process p50 ${formatNs(pp.p50.median)} here)` : '') +
+        ', where piscina’s worker waits in a synchronous `Atomics.wait`. With the poll stretched to 0.5–2 ms ' +
+        '(a patched copy of the runtime, same machine) process → process p50 was 5–9 µs, and host → process 4–5 ' +
+        'µs once the worker stayed awake. Even at 5 µs, 10× piscina needs a round trip under ' +
         (pSeq?.p50 ? formatNs(pSeq.p50.median / REQUEST_GOAL) : 'a tenth of piscina’s') +
-        ': two encodes, two decodes and two hand-offs between cores, near what this VM allows (the C cache-line ' +
-        'round trip of the ceiling table is the floor of one hand-off there and back).',
+        ': two encodes, two decodes and two hand-offs between cores, near this VM’s floor (the C cache-line ' +
+        'round trip of the main tables is one hand-off there and back).',
       `**Request/reply, ${REQUEST_IN_FLIGHT} in flight.** ` +
         (many !== undefined && pMany !== undefined
-          ? `postern is ${formatRatio(many / pMany)} piscina here. `
+          ? `process → process is ${formatRatio(many / pMany)} piscina here. `
           : '') +
-        'In a profile both workers were about 60% idle: the requests and replies go in batches between workers ' +
-        'that park in between, and every request also arms its own `setTimeout` for its timeout.',
+        'In a profile both workers were about half idle: the requests and the replies travel in batches between ' +
+        'workers that park in between, for the same reason. With the 2 ms poll the same process → process ' +
+        'rounds ran at about 140 k/s instead of 40–50 k/s.',
     );
   }
   const million = runtime.million;
@@ -493,8 +496,19 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
       `**JS heap per idle process** (no goal set): ${bytes(memory.heap.median)}. Each process keeps about ten ` +
         'collections that are almost always empty (the Process’s saved signals, pending requests, timers and unused ' +
         'capabilities; its Table’s groups, mailboxes, monitors, links and a 48-word scratch array; its Mailbox’s ' +
-        'monitors), besides its Group, Mailbox, Ring and Ref objects and the pending receive; creating those ' +
-        'collections on first use would save roughly a third.',
+        'monitors), besides its Group, Mailbox, Ring and Ref objects and the pending receive; creating the ' +
+        'collections on first use would save a good part of it.',
+    );
+  }
+  const kill = runtime.killTree;
+  if (kill && kill.samples > 0) {
+    notes.push(
+      `**Killing a tree** (no goal set): the host’s kill call itself took ${formatNs(kill.killCallMs.median * 1e6)} ` +
+        'for 10,000 processes, against ~12 ms for the post office killing 10,000 linked groups on one quiet thread ' +
+        '(`core-kill-web`): here both workers wake and start tearing their processes down (taking the same locks) ' +
+        'while the main thread is still killing. The teardown after it is mostly each process noticing its death: ' +
+        'a `ProcessEnded` error with a stack trace per process, reading its end reason, closing its table, and ' +
+        'garbage collection.',
     );
   }
   if (notes.length === 0) return [];
@@ -504,8 +518,8 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
 function roundTable(results: readonly RoundResult[], latency: boolean): string {
   return table(
     latency
-      ? ['contender', 'per second (median)', 'range over rounds', 'p50', 'p99', 'rounds']
-      : ['contender', 'per second (median)', 'range over rounds', 'rounds'],
+      ? ['contender', 'per second (median)', 'range over rounds', 'p50', 'p99', 'rounds × size']
+      : ['contender', 'per second (median)', 'range over rounds', 'rounds × size'],
     results.map((r) => {
       if (r.status !== 'ok' || !r.rate)
         return [r.contender, `error: ${r.reason ?? ''}`, '', ...(latency ? ['', ''] : []), ''];
@@ -514,7 +528,7 @@ function roundTable(results: readonly RoundResult[], latency: boolean): string {
         formatRate(r.rate.median),
         `${formatRate(r.rate.min)} – ${formatRate(r.rate.max)}`,
         ...(latency ? [r.p50 ? formatNs(r.p50.median) : '—', r.p99 ? formatNs(r.p99.median) : '—'] : []),
-        `${r.rate.values.length} of ${count(r.n)}`,
+        `${r.rate.values.length} × ${count(r.n)}`,
       ];
     }),
   );
