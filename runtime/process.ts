@@ -110,13 +110,14 @@ export class Process implements ProcessContext {
 
   private readonly host: ProcessHost;
   /** Decoded signals a selective receive passed over, oldest first. */
-  private readonly saved: Received[] = [];
+  // Created on first use: a million idle processes should not carry a million empty collections.
+  private saved: Received[] = NO_SIGNALS;
   private receiving = false;
   private replyBox: Mailbox | null = null;
   /** SEND-only handle to the reply mailbox, passed with every request. */
   private replyHandle = 0;
   private nextRequestId = 1;
-  private readonly pending = new Map<number, PendingRequest>();
+  private pending: Map<number, PendingRequest> = NO_REQUESTS;
   /**
    * One timer for every pending request's timeout, armed for the earliest
    * deadline: a timer per request would cost more than the round trip.
@@ -124,8 +125,9 @@ export class Process implements ProcessContext {
   private requestTimer: ReturnType<typeof setTimeout> | undefined;
   private requestTimerAt = Number.POSITIVE_INFINITY;
   private pumping = false;
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
-  private readonly unusedCaps: number[] = [];
+  private timers: Set<ReturnType<typeof setTimeout>> = NO_TIMERS;
+  /** Capabilities a decode did not use, to release; only used synchronously, so one per thread. */
+  private readonly unusedCaps: number[] = unusedScratch;
 
   /** Creates the process's table, group and main mailbox. Throws CapacityExceeded, leaving nothing behind. */
   constructor(host: ProcessHost, table: Table, mailboxCapacity: number | undefined) {
@@ -180,10 +182,10 @@ export class Process implements ProcessContext {
     if (this.endReason !== undefined) return;
     this.endReason = reason;
     for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+    if (this.timers !== NO_TIMERS) this.timers.clear();
     if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
     for (const [, request] of this.pending) request.reject(ProcessEnded.quick('the process ended'));
-    this.pending.clear();
+    if (this.pending !== NO_REQUESTS) this.pending.clear();
     this.host.waiter.forget(this.mailbox);
     if (this.replyBox !== null) this.host.waiter.forget(this.replyBox);
     if (!this.table.isClosed) {
@@ -254,7 +256,10 @@ export class Process implements ProcessContext {
     try {
       taken = match(signal) === true;
     } finally {
-      if (!taken) this.saved.push(signal);
+      if (!taken) {
+        if (this.saved === NO_SIGNALS) this.saved = [];
+        this.saved.push(signal);
+      }
     }
     return taken;
   }
@@ -371,6 +376,7 @@ export class Process implements ProcessContext {
     return new Promise((resolve, reject) => {
       const deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
       const pending: PendingRequest = { resolve, reject, deadline, timeoutMs };
+      if (this.pending === NO_REQUESTS) this.pending = new Map();
       this.pending.set(id, pending);
       if (deadline < this.requestTimerAt) this.armRequestTimer(deadline);
       if (!this.pumping) void this.pumpReplies();
@@ -582,6 +588,7 @@ export class Process implements ProcessContext {
       }
       letGo();
     }, ms);
+    if (this.timers === NO_TIMERS) this.timers = new Set();
     this.timers.add(timer);
     return Object.freeze({
       cancel: (): boolean => {
@@ -632,3 +639,8 @@ export class Process implements ProcessContext {
 }
 
 const SKIP: unique symbol = Symbol('skip');
+// The shared empty collections lazily replaced per process (never written to).
+const NO_SIGNALS: Received[] = [];
+const NO_REQUESTS = new Map<number, PendingRequest>();
+const NO_TIMERS = new Set<ReturnType<typeof setTimeout>>();
+const unusedScratch: number[] = [];
