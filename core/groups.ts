@@ -42,6 +42,7 @@ import {
   C_EXITS,
   C_LINK_ENDS,
   C_LIVE_GROUPS,
+  C_OPEN_ROUTES,
   G_CODE,
   G_DETAIL,
   G_GEN,
@@ -73,17 +74,32 @@ import {
   N_NEXT,
   NK_EXIT,
   NK_LINK,
+  OP_KILL,
+  OP_LINK,
   R_CLOSED_BIT,
   R_CODE,
   R_DETAIL,
   R_FLAGS,
   R_GEN,
+  R_MONITORS,
   R_NEXT_MEMBER,
   R_PIN,
   R_PREV_MEMBER,
   R_REASON,
   REASON_KILLED,
   RF_MEMBER,
+  TH_DROP,
+  TH_DROP_GEN,
+  TH_DROP_NEXT,
+  TH_E,
+  TH_F,
+  TH_FREE_DETAIL,
+  TH_FREE_GEN,
+  TH_FREE_GROUP,
+  TH_FREE_STEP,
+  TH_LINK_GEN1,
+  TH_LINK_GEN2,
+  TH_STEP,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
 import { type KillReason, releaseDetail, retainDetail, storeReason } from './reasons.ts';
@@ -152,7 +168,7 @@ export function addMember(o: Shared, g: number, r: number): boolean {
   const i32 = o.i32;
   const w = o.groups.word(g);
   const rw = o.routes.word(r);
-  lock(i32, w + G_LOCK);
+  lock(i32, w + G_LOCK, o.lockTag);
   const alive = Atomics.load(i32, w + G_STATE) === GS_ALIVE;
   if (alive) {
     const head = Atomics.load(i32, w + G_MEMBERS);
@@ -161,6 +177,7 @@ export function addMember(o: Shared, g: number, r: number): boolean {
     if (head !== 0) Atomics.store(i32, o.routes.word(head - 1) + R_PREV_MEMBER, r + 1);
     Atomics.store(i32, rw + R_FLAGS, RF_MEMBER);
     Atomics.store(i32, w + G_MEMBERS, r + 1); // publishes the route as a member (under the lock): a kill closes it
+    o.at('join:published');
     if (Atomics.load(i32, w + G_IDENTITY) === 0) {
       // The group's first route: exits from it will name the group by this route.
       Atomics.store(i32, w + G_IDENTITY_GEN, Atomics.load(i32, rw + R_GEN));
@@ -172,8 +189,10 @@ export function addMember(o: Shared, g: number, r: number): boolean {
     Atomics.store(i32, rw + R_CODE, Atomics.load(i32, w + G_CODE));
     const detail = Atomics.load(i32, w + G_DETAIL);
     retainDetail(o, detail); // the route slot's reference (the group slot holds one: we hold its lock)
+    // No call from here to the count: a thread terminated here leaves all of it or none (recover.ts).
     Atomics.store(i32, rw + R_DETAIL, detail);
     Atomics.or(i32, rw + R_PIN, R_CLOSED_BIT); // publishes the route as born closed, before anyone can name it
+    Atomics.sub(i32, C_OPEN_ROUTES, 1); // counted open by createRoute
   }
   unlock(i32, w + G_LOCK);
   return alive;
@@ -184,7 +203,7 @@ export function removeMember(o: Shared, g: number, r: number): void {
   const i32 = o.i32;
   const w = o.groups.word(g);
   const rw = o.routes.word(r);
-  lock(i32, w + G_LOCK);
+  lock(i32, w + G_LOCK, o.lockTag);
   if ((Atomics.load(i32, rw + R_FLAGS) & RF_MEMBER) !== 0) {
     const next = Atomics.load(i32, rw + R_NEXT_MEMBER);
     const prev = Atomics.load(i32, rw + R_PREV_MEMBER);
@@ -206,7 +225,7 @@ export function removeMember(o: Shared, g: number, r: number): void {
 export function setTrap(o: Shared, g: number, gen: number, r: number, rGen: number): boolean {
   const i32 = o.i32;
   const w = o.groups.word(g);
-  lock(i32, w + G_LOCK);
+  lock(i32, w + G_LOCK, o.lockTag);
   const alive = Atomics.load(i32, w + G_GEN) === gen && Atomics.load(i32, w + G_STATE) === GS_ALIVE;
   if (alive) {
     Atomics.store(i32, w + G_TRAP_GEN, rGen);
@@ -220,7 +239,7 @@ export function setTrap(o: Shared, g: number, gen: number, r: number, rGen: numb
 export function clearTrap(o: Shared, g: number, gen: number, r: number): void {
   const i32 = o.i32;
   const w = o.groups.word(g);
-  lock(i32, w + G_LOCK);
+  lock(i32, w + G_LOCK, o.lockTag);
   if (Atomics.load(i32, w + G_GEN) === gen && Atomics.load(i32, w + G_TRAP) === r + 1) {
     Atomics.store(i32, w + G_TRAP, 0);
   }
@@ -280,7 +299,11 @@ function takeIdentity(o: Shared, w: number): [number, number] {
 export function freeGroup(o: Shared, g: number): void {
   const i32 = o.i32;
   const w = o.groups.word(g);
-  lock(i32, w + G_LOCK);
+  const iw = o.intentWord;
+  Atomics.store(i32, iw + TH_FREE_STEP, 0);
+  Atomics.store(i32, iw + TH_FREE_GEN, -1); // -1: the slot is not freed yet (the lock may be held)
+  Atomics.store(i32, iw + TH_FREE_GROUP, g + 1);
+  lock(i32, w + G_LOCK, o.lockTag);
   const links = Atomics.exchange(i32, w + G_LINKS, 0);
   const detail = Atomics.exchange(i32, w + G_DETAIL, 0);
   // No route is left: its trap mailbox and identity route are gone (they cleared these already).
@@ -292,26 +315,62 @@ export function freeGroup(o: Shared, g: number): void {
   Atomics.store(i32, w + G_STATE, GS_FREE);
   // Bumped under the lock: whoever locks this slot later with the old generation sees it gone.
   const gen = Atomics.add(i32, w + G_GEN, 1) + 1;
+  // With no call in between: the recoverer of a dead thread knows the list and the detail are in hand.
+  Atomics.store(i32, iw + TH_FREE_DETAIL, detail);
+  Atomics.store(i32, iw + TH_DROP_NEXT, links);
+  Atomics.store(i32, iw + TH_DROP, 0);
+  Atomics.store(i32, iw + TH_FREE_GEN, gen);
+  o.at('free-group:detached');
   unlock(i32, w + G_LOCK);
-  dropLinkList(o, links);
-  releaseDetail(o, detail);
+  finishFreeGroup(o, g, gen, detail, links, 0);
+  Atomics.store(i32, iw + TH_FREE_GROUP, 0);
+}
+
+/** The rest of freeGroup from step `step` (TH_FREE_STEP): drop the link list, release the detail, free the slot. */
+export function finishFreeGroup(
+  o: Shared,
+  g: number,
+  gen: number,
+  detail: number,
+  links: number,
+  step: number,
+): void {
+  const iw = o.intentWord;
+  if (step < 1) {
+    dropLinkList(o, links);
+    Atomics.store(o.i32, iw + TH_FREE_STEP, 1);
+  }
+  if (step < 2) {
+    releaseDetail(o, detail);
+    Atomics.store(o.i32, iw + TH_FREE_STEP, 2);
+  }
   o.groups.freeBumped(g, gen);
 }
 
-/** Frees every node of a detached link list, taking each twin off its partner's list. */
-function dropLinkList(o: Shared, head: number): void {
+/**
+ * Frees every node of a detached link list, taking each twin off its
+ * partner's list. The walk is kept in this thread's intent record (TH_DROP),
+ * so a recoverer can resume it: see recover.ts.
+ */
+export function dropLinkList(o: Shared, head: number): void {
   const i32 = o.i32;
+  const iw = o.intentWord;
   let x = head;
   while (x !== 0) {
     const node = x - 1;
-    const nw = o.nodes.word(node);
+    const nw = o.nodes.slotBase + node * o.nodes.slotWords;
+    // No call from here to TH_DROP_NEXT: the node in hand and the rest of the list are recorded together.
+    Atomics.store(i32, iw + TH_DROP_GEN, Atomics.load(i32, nw + N_GEN));
+    Atomics.store(i32, iw + TH_DROP, x);
     x = Atomics.load(i32, nw + N_NEXT);
+    Atomics.store(i32, iw + TH_DROP_NEXT, x);
+    o.at('drop:node');
     const partner = Atomics.load(i32, nw + N_A);
     const partnerGen = Atomics.load(i32, nw + N_B);
     const twin = Atomics.load(i32, nw + N_C);
     const twinGen = Atomics.load(i32, nw + N_D);
     const pw = o.groups.word(partner);
-    lock(i32, pw + G_LOCK);
+    lock(i32, pw + G_LOCK, o.lockTag);
     if (Atomics.load(i32, pw + G_GEN) === partnerGen && o.nodeGen(twin) === twinGen) {
       if (removeFromList(o, pw + G_LINKS, twin)) freeLinkEnd(o, twin);
     }
@@ -319,6 +378,7 @@ function dropLinkList(o: Shared, head: number): void {
     unlock(i32, pw + G_LOCK);
     freeLinkEnd(o, node);
   }
+  Atomics.store(i32, iw + TH_DROP, 0);
 }
 
 function freeLinkEnd(o: Shared, node: number): void {
@@ -333,8 +393,20 @@ function freeLinkEnd(o: Shared, node: number): void {
  * kills records exit code `code` and detail blob `detail` (reasons.ts; 0:
  * none), on which the caller holds a reference for the call.
  */
-export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 0): void {
+export function killGroup(
+  o: Shared,
+  g: number,
+  gen: number,
+  code = 0,
+  detail = 0,
+  ownsDetail = 0,
+  recovering = false,
+): void {
   const i32 = o.i32;
+  // A kill is restartable: a dead thread's recoverer runs it again from the start (recover.ts).
+  o.intend(OP_KILL, g, gen, code, detail, ownsDetail);
+  Atomics.store(i32, o.intentWord + TH_DROP, 0);
+  Atomics.store(i32, o.intentWord + TH_DROP_NEXT, 0);
   // Work items, five numbers each: group, generation, and how it was reached:
   // the death it was reached from (an index into `deaths`, -1 for the group
   // killed directly), then the link end in its own list that names that dead
@@ -358,7 +430,7 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
       const gi = work.pop()!;
       if (seen.has(gi)) continue;
       const w = o.groups.word(gi);
-      lock(i32, w + G_LOCK);
+      lock(i32, w + G_LOCK, o.lockTag);
       const state = Atomics.load(i32, w + G_STATE);
       if (Atomics.load(i32, w + G_GEN) !== ggen || state === GS_FREE) {
         unlock(i32, w + G_LOCK); // ...the group was freed meanwhile: nothing of it is left to kill
@@ -387,15 +459,31 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
         for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
           const r = m - 1;
           m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
-          const monitors = detachOnClose(o, r, REASON_KILLED, code, detail);
-          if (monitors > 0) toFire.push(r, monitors);
+          // A member's slot is there while we hold the lock; the reference keeps it until its monitors fired.
+          if (detachOnClose(o, r, REASON_KILLED, code, detail) > 0 && tryRetainRoute(o, r)) toFire.push(r);
+          o.at('kill:closing');
         }
-        Atomics.store(i32, w + G_CODE, code);
         retainDetail(o, detail); // the group slot's reference, dropped when the slot is freed
+        // No call from here to the count: a thread terminated here did all of it or none (recover.ts).
+        Atomics.store(i32, w + G_CODE, code);
         Atomics.store(i32, w + G_DETAIL, detail);
         Atomics.store(i32, w + G_TRAP, 0); // a dead group traps nothing (its trap mailbox just closed)
         Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (and its reason): no route joins after this
         Atomics.sub(i32, C_LIVE_GROUPS, 1);
+        o.at('kill:dead');
+      } else if (recovering) {
+        // ...restarted for a dead killer: the routes it closed may have monitors left to fire.
+        for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
+          const r = m - 1;
+          const rw = o.routes.word(r);
+          m = Atomics.load(i32, rw + R_NEXT_MEMBER);
+          if (
+            (Atomics.load(i32, rw + R_PIN) & R_CLOSED_BIT) !== 0 &&
+            Atomics.load(i32, rw + R_MONITORS) !== 0 &&
+            tryRetainRoute(o, r)
+          )
+            toFire.push(r);
+        }
       }
       const links = Atomics.load(i32, w + G_LINKS);
       if (links !== 0) {
@@ -418,13 +506,20 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
     }
     // Every route of the closure is closed: now its monitors fire. Watchers
     // inside the closure are closed already and get nothing.
-    for (let k = 0; k < toFire.length; k += 2) fireMonitors(o, toFire[k]!, REASON_KILLED, toFire[k + 1]!);
+    for (const r of toFire) {
+      fireMonitors(o, r);
+      releaseRoute(o, r); // deferred: this kill holds the routes until it is done
+    }
+    o.at('kill:fired');
     // Phase 2: every group of the closure is dead; their links are void.
     for (let k = 0; k < visited.length; k += 2) {
       const w = o.groups.word(visited[k]!);
-      lock(i32, w + G_LOCK);
+      lock(i32, w + G_LOCK, o.lockTag);
       let links = 0;
       if (Atomics.load(i32, w + G_GEN) === visited[k + 1]) links = Atomics.exchange(i32, w + G_LINKS, 0);
+      // With no call in between: the detached list is in the intent record (a recoverer resumes it).
+      Atomics.store(i32, o.intentWord + TH_DROP_NEXT, links);
+      Atomics.store(i32, o.intentWord + TH_DROP, 0);
       unlock(i32, w + G_LOCK);
       dropLinkList(o, links);
     }
@@ -435,6 +530,7 @@ export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 
     releaseDetail(o, deaths[k + 3]!);
     if (deaths[k]! >= 0) releaseRoute(o, deaths[k]!);
   }
+  o.done();
   runDeferred(o);
 }
 
@@ -468,8 +564,8 @@ export function partnerGone(
   o.deferDepth++;
   try {
     for (;;) {
-      lock(i32, first + G_LOCK);
-      if (x !== y) lock(i32, second + G_LOCK);
+      lock(i32, first + G_LOCK, o.lockTag);
+      if (x !== y) lock(i32, second + G_LOCK, o.lockTag);
       alive = Atomics.load(i32, yw + G_GEN) === yGen && Atomics.load(i32, yw + G_STATE) === GS_ALIVE;
       const trap = alive ? trapOf(o, yw) : -1;
       if (trap >= 0 && node < 0) {
@@ -501,7 +597,7 @@ export function partnerGone(
 /** Kills group (g, gen) as `killGroup` does, for a checked reason (reasons.ts). Never fails for lack of memory. */
 export function killGroupFor(o: Shared, g: number, gen: number, reason: KillReason | undefined): void {
   const { code, detail } = storeReason(o, reason);
-  killGroup(o, g, gen, code, detail);
+  killGroup(o, g, gen, code, detail, 1);
   releaseDetail(o, detail);
 }
 
@@ -523,10 +619,13 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
   // pool full. Allocation happens outside the locks, then the check is redone.
   let n1 = -1;
   let n2 = -1;
+  const iw = o.intentWord;
+  o.intend(OP_LINK, a, aGen, b, bGen);
   try {
     for (;;) {
-      lock(i32, first + G_LOCK);
-      lock(i32, second + G_LOCK);
+      lock(i32, first + G_LOCK, o.lockTag);
+      lock(i32, second + G_LOCK, o.lockTag);
+      o.at('link:locked');
       const aAlive = Atomics.load(i32, aw + G_GEN) === aGen && Atomics.load(i32, aw + G_STATE) === GS_ALIVE;
       const bAlive = Atomics.load(i32, bw + G_GEN) === bGen && Atomics.load(i32, bw + G_STATE) === GS_ALIVE;
       let existing = -1;
@@ -545,8 +644,13 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
           // ...a new link is needed: take its nodes without holding the locks, then look again.
           unlock(i32, second + G_LOCK);
           unlock(i32, first + G_LOCK);
+          // Each recorded at once with its generation: a recoverer frees a node that was never published.
           n1 = o.allocNode(NK_LINK);
+          Atomics.store(i32, iw + TH_LINK_GEN1, o.nodeGen(n1));
+          Atomics.store(i32, iw + TH_E, n1 + 1);
           n2 = o.allocNode(NK_LINK);
+          Atomics.store(i32, iw + TH_LINK_GEN2, o.nodeGen(n2));
+          Atomics.store(i32, iw + TH_F, n2 + 1);
           continue;
         }
         const w1 = o.nodes.word(n1);
@@ -561,16 +665,22 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
         Atomics.store(i32, w2 + N_C, n1);
         Atomics.store(i32, w2 + N_D, Atomics.load(i32, w1 + N_GEN));
         Atomics.store(i32, w2 + N_E, b);
+        o.at('link:filled');
+        // From here to the count nothing is called: a thread terminated in
+        // between did all of it or none (a recoverer frees unpublished nodes).
         Atomics.store(i32, w1 + N_NEXT, Atomics.load(i32, aw + G_LINKS));
         Atomics.store(i32, aw + G_LINKS, n1 + 1); // publishes a's end (under both locks)
         Atomics.store(i32, w2 + N_NEXT, Atomics.load(i32, bw + G_LINKS));
         Atomics.store(i32, bw + G_LINKS, n2 + 1); // publishes b's end
         Atomics.add(i32, C_LINK_ENDS, 2);
+        Atomics.store(i32, iw + TH_STEP, 1); // in the same straight run: a recoverer knows both ends are published
+        o.at('link:published');
         unlock(i32, second + G_LOCK);
         unlock(i32, first + G_LOCK);
         const id = makeId(n1, o.nodeGen(n1));
         n1 = -1; // the nodes now belong to the link
         n2 = -1;
+        o.done();
         return id;
       }
       // One side is dead: the link fires at once, and the other side traps it
@@ -585,6 +695,12 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
       }
       unlock(i32, second + G_LOCK);
       unlock(i32, first + G_LOCK);
+      // Nodes taken on an earlier turn and not needed: freed before anything else (a kill below replaces the intent).
+      if (n1 >= 0) o.freeNode(n1);
+      n1 = -1;
+      if (n2 >= 0) o.freeNode(n2);
+      n2 = -1;
+      o.done();
       if (existing >= 0) return makeId(existing, o.nodeGen(existing));
       try {
         if (aAlive) partnerGone(o, a, aGen, b, bGen, REASON_KILLED, code, detail);
@@ -598,6 +714,7 @@ export function linkGroups(o: Shared, a: number, aGen: number, b: number, bGen: 
     // Nodes taken for a link that turned out not to be needed (or half taken when the pool ran out).
     if (n1 >= 0) o.freeNode(n1);
     if (n2 >= 0) o.freeNode(n2);
+    o.done();
   }
 }
 
@@ -616,8 +733,8 @@ export function unlinkGroups(o: Shared, id: number): boolean {
   const bw = o.groups.word(b);
   const first = a < b ? aw : bw;
   const second = a < b ? bw : aw;
-  lock(i32, first + G_LOCK);
-  lock(i32, second + G_LOCK);
+  lock(i32, first + G_LOCK, o.lockTag);
+  lock(i32, second + G_LOCK, o.lockTag);
   let removedNode = false;
   let removedTwin = -1;
   // Re-checked under the locks: the link may have been dropped (and the node reused) meanwhile.

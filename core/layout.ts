@@ -28,7 +28,7 @@
  */
 
 export const MAGIC = 0x54534f50; // 'POST' little-endian
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 export const HEADER_BYTES = 256;
 export const PAGE_BYTES = 64;
@@ -92,8 +92,8 @@ export const C_DETAILS = 47; // exit-detail blobs in the heap (reasons.ts)
 export const C_EXITS = 48; // exit signals created and not yet delivered or discarded
 
 // ------------------------------------------------------------------ threads
-/** A thread record, one cache line per producer slot, written by the thread holding that slot. */
-export const THREAD_BYTES = 64;
+/** A thread record, two cache lines per producer slot (the hazard word alone in the first one's hot use), written by the thread holding that slot. */
+export const THREAD_BYTES = 128;
 /**
  * Hazard: while this thread uses a route's ring in a synchronous call (send,
  * nudge, down push), (generation tag << HAZARD_TAG_SHIFT) | (route index + 1);
@@ -103,6 +103,63 @@ export const THREAD_BYTES = 64;
  * is freed only when no hazard names its route (routes.ts, settle).
  */
 export const TH_HAZARD = 0;
+/**
+ * The intent record: what control operation the thread is inside, written
+ * by the thread (Atomics.store) before the operation changes anything that
+ * another thread could depend on and cleared (TH_OP = OP_NONE) when it is
+ * done, so that whoever declares the thread dead can finish or undo it
+ * (recover.ts). TH_OP is one of OP_*; TH_A..TH_F are the operation's
+ * arguments and the nodes it allocated, TH_STEP how far it got (each
+ * operation documents its own use, in recover.ts). Only the owning thread
+ * writes it; the recoverer reads it once the thread is dead.
+ */
+export const TH_OP = 1;
+export const TH_A = 2;
+export const TH_B = 3;
+export const TH_C = 4;
+export const TH_D = 5;
+export const TH_E = 6;
+export const TH_F = 7;
+export const TH_STEP = 8;
+/**
+ * A link list being dropped (groups.ts, dropLinkList), inside OP_KILL or
+ * OP_FREE_GROUP: the node in hand (index + 1, 0 = none), its generation,
+ * and the rest of the detached list (index + 1), written before the node in
+ * hand is freed, so the walk can be resumed for a dead thread.
+ */
+export const TH_DROP = 9;
+export const TH_DROP_GEN = 10;
+export const TH_DROP_NEXT = 11;
+/**
+ * A group slot being freed (groups.ts, freeGroup), which runs from the
+ * deferred frees inside any other operation, so it has words of its own:
+ * group index + 1 (0 = none), its new generation, the death detail to
+ * release, and how far it got (1 = links dropped, 2 = detail released).
+ * Its link list is dropped through TH_DROP* (a kill never runs deferred
+ * frees, so the two never share them).
+ */
+export const TH_FREE_GROUP = 12;
+export const TH_FREE_GEN = 13;
+export const TH_FREE_DETAIL = 14;
+export const TH_FREE_STEP = 15;
+/** linkGroups: the generations of its two nodes (TH_E, TH_F), so a recoverer never frees a node reused since. */
+export const TH_LINK_GEN1 = 16;
+export const TH_LINK_GEN2 = 17;
+
+export const OP_NONE = 0;
+/** killGroup: A, B = group (index, gen); C = code; D = detail; E = 1 if the dead frame held a reference on D for the call. */
+export const OP_KILL = 1;
+/** linkGroups: A, B = group a; C, D = group b; E, F = the two link nodes (index + 1, 0 = none yet). */
+export const OP_LINK = 2;
+/** monitorRoute: A = node; B = watched route; C = watcher route; D = the node's generation; STEP = 1 once the node holds its watcher reference. */
+export const OP_MONITOR = 3;
+/** demonitorRoute: A = node; B = its generation; C = watched route. */
+export const OP_DEMONITOR = 4;
+/** closeRoute: A = route (index), closed by the thread; its pending monitors may still have to fire. */
+export const OP_CLOSE = 5;
+/** createRoute: A = route joining group B. */
+export const OP_JOIN = 6;
+
 export const HAZARD_TAG_SHIFT = 23;
 export const HAZARD_ROUTE_MASK = (1 << HAZARD_TAG_SHIFT) - 1;
 
@@ -128,8 +185,14 @@ export const R_GROUP = 3; // group slot index, written at creation
 export const R_GROUP_GEN = 4; // group generation, written at creation
 export const R_RING = 5; // byte offset of the mailbox ring, written at creation
 export const R_RING_PAGES = 6; // heap pages of the ring
-export const R_LOCK = 7; // route lock (lock.ts): guards R_MONITORS and the close transition
-/** Head of the monitor list (node index + 1, 0 = empty); under R_LOCK. */
+export const R_LOCK = 7; // route lock (lock.ts: 0 or the holder's tag): guards R_MONITORS and the close transition
+/**
+ * Head of the monitor list (node index + 1, 0 = empty); pushed and removed
+ * under R_LOCK while the route is open. After the close the list is frozen
+ * (no monitor joins or leaves it) and its monitors fire one at a time: each
+ * firer pops the head with a compare-and-swap (routes.ts, fireMonitors), so
+ * a kill restarted after its killer died fires what is left.
+ */
 export const R_MONITORS = 8;
 /** Head of the pending stack of downs and exits (node index + 1): pushed lock-free by anyone, taken whole by the owner. */
 export const R_DOWNS = 9;
@@ -185,7 +248,7 @@ export const REASON_KILLED = 2;
 export const GROUP_BYTES = 64;
 export const G_GEN = 0; // bumped under G_LOCK when the slot is freed
 export const G_STATE = 1; // GS_*; under G_LOCK
-export const G_LOCK = 2;
+export const G_LOCK = 2; // group lock (lock.ts: 0 or the holder's tag)
 /** References: Group objects and route slots of the group. */
 export const G_REFS = 3;
 export const G_MEMBERS = 4; // head of the member list (route index + 1); under G_LOCK
@@ -269,6 +332,8 @@ export const N_E = 7;
 export const NK_FREE = 0;
 /** In a watched route's R_MONITORS: A, B = watcher route (index, gen); C, D = watched route (index, gen). */
 export const NK_MONITOR = 1;
+/** A monitor node taken off its list by demonitor, not yet freed (recover.ts finishes it for a dead thread). */
+export const NK_REMOVED = 7;
 /** In a watcher's R_DOWNS: A, B = watched route; C = reason; holds a ref on the watched route. */
 export const NK_DOWN = 2;
 /** In a group's G_LINKS: A, B = partner group; C, D = twin node (index, gen) in the partner's list; E = own group. */

@@ -38,6 +38,7 @@ import {
 } from './layout.ts';
 import { checkKillReason, type KillReason, releaseDetail, storeReason } from './reasons.ts';
 import { freeSlotIfClaimMoot, reclaimThread } from './reclaim.ts';
+import { recoverThread } from './recover.ts';
 import { dropHazard, settle } from './routes.ts';
 import { hazardTag, type LayoutSizes, POOL_SLOT_BYTES, Shared } from './shared.ts';
 import { claimOwned, dropOwned, type OwnedCapability, Table } from './table.ts';
@@ -158,10 +159,11 @@ export class PostOffice {
    * code 0, no detail; links and monitors fire as for any kill); its
    * mailboxes are let go (rings freed once nobody writes into them), its
    * Group objects' references dropped, its capabilities released and its
-   * tables freed. Recovery covers death while sending and between
-   * operations; a thread that dies inside another operation (a control
-   * operation holding a lock, a receive, a close) may leave a lock held or
-   * something half done. Returns false, changing nothing, when (slot,
+   * tables freed. Before that, a control operation it died inside (kill,
+   * link, unlink, monitor, demonitor, route creation, close, a group's
+   * free) is repaired: every lock it held is found by its tag, what the lock
+   * guards made consistent, the lock broken and its waiters woken, and the
+   * operation finished or undone (recover.ts; README, Thread death). Returns false, changing nothing, when (slot,
    * generation) is not a live thread. RangeError for a bad slot or reason.
    */
   markThreadDead(slot: number, generation: number, reason?: KillReason): boolean {
@@ -180,6 +182,9 @@ export class PostOffice {
       if (Atomics.compareExchange(o.i32, word, hazard, 0) === hazard)
         settle(o, (hazard & HAZARD_ROUTE_MASK) - 1);
     }
+    // It may have died inside a control operation: locks it held are repaired and broken, and
+    // the operation finished or undone (recover.ts), before what it owned is reclaimed.
+    recoverThread(o, slot, generation);
     const { code, detail } = storeReason(o, reason);
     reclaimThread(o, slot, generation, code, detail);
     releaseDetail(o, detail);

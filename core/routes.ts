@@ -46,6 +46,11 @@ import {
   NK_DOWN,
   NK_EXIT,
   NK_MONITOR,
+  NK_REMOVED,
+  OP_CLOSE,
+  OP_DEMONITOR,
+  OP_JOIN,
+  OP_MONITOR,
   PAGE_BYTES,
   PIN_COUNT_MASK,
   R_CLOSED_BIT,
@@ -73,6 +78,7 @@ import {
   REC_CAPS,
   REC_LARGE,
   REC_NUDGE,
+  TH_STEP,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
 import { releaseDetail, retainDetail } from './reasons.ts';
@@ -127,9 +133,14 @@ export function createRoute(
   Atomics.store(i32, w + R_FLAGS, 0);
   Atomics.store(i32, w + R_LOCAL_DOWNS, 0);
   Atomics.store(i32, w + R_OWNER_GEN, ownerTableGen);
-  Atomics.store(i32, w + R_OWNER_TABLE, ownerTable + 1);
   retainGroup(o, g);
-  if (addMember(o, g, r)) Atomics.add(i32, C_OPEN_ROUTES, 1);
+  // Counted open from here on (a route born closed is counted out with its close), and owned:
+  // if this thread dies from here on, the reclaimer finds the route and lets it go.
+  Atomics.add(i32, C_OPEN_ROUTES, 1);
+  Atomics.store(i32, w + R_OWNER_TABLE, ownerTable + 1);
+  o.intend(OP_JOIN, r, g);
+  addMember(o, g, r);
+  o.done();
   return r;
 }
 
@@ -365,16 +376,17 @@ export function freeRouteNode(o: Shared, n: number, counterWord: number): void {
  * whether this call closed it.
  */
 export function closeRoute(o: Shared, r: number, reason: number, code = 0, detail = 0): boolean {
+  o.intend(OP_CLOSE, r, 0);
   const monitors = detachOnClose(o, r, reason, code, detail);
-  if (monitors < 0) return false;
-  fireMonitors(o, r, reason, monitors);
-  return true;
+  if (monitors > 0) fireMonitors(o, r);
+  o.done();
+  return monitors >= 0;
 }
 
 /**
- * The first half of closeRoute: publishes the close and detaches the
- * monitor list, returning its head (0 if empty), or -1 if the route was
- * closed already. The caller must pass the head to `fireMonitors`. Kill
+ * The first half of closeRoute: publishes the close (the monitor list stays
+ * on the route, frozen) and returns how many monitors are to fire, or -1 if
+ * the route was closed already. The caller then calls `fireMonitors`. Kill
  * closes a whole linked closure this way before firing any monitor, so no
  * watcher inside the closure gets a down from a route dying in the same
  * kill, whatever the order the routes are visited in.
@@ -382,45 +394,87 @@ export function closeRoute(o: Shared, r: number, reason: number, code = 0, detai
 export function detachOnClose(o: Shared, r: number, reason: number, code: number, detail: number): number {
   const i32 = o.i32;
   const w = o.routes.word(r);
-  lock(i32, w + R_LOCK);
+  lock(i32, w + R_LOCK, o.lockTag);
   if ((Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) !== 0) {
     unlock(i32, w + R_LOCK);
     return -1;
   }
+  let n = 0;
+  for (
+    let x = Atomics.load(i32, w + R_MONITORS);
+    x !== 0;
+    x = Atomics.load(i32, o.nodes.word(x - 1) + N_NEXT)
+  )
+    n++;
+  o.at('close:locked');
+  retainDetail(o, detail); // the slot's reference, dropped when the slot is freed
+  // From here to the close bit no call intervenes, so a thread terminated in
+  // between (V8 takes a termination at a call or a loop back-edge) leaves
+  // either none of it or all of it; recover.ts drops a detail retained
+  // above for a route still open.
+  Atomics.store(i32, w + R_DETAIL, detail);
   Atomics.store(i32, w + R_REASON, reason);
   Atomics.store(i32, w + R_CODE, code);
-  retainDetail(o, detail); // the slot's reference, dropped when the slot is freed
-  Atomics.store(i32, w + R_DETAIL, detail);
-  const head = Atomics.exchange(i32, w + R_MONITORS, 0);
-  let n = 0;
-  for (let x = head; x !== 0; x = Atomics.load(i32, o.nodes.word(x - 1) + N_NEXT)) n++;
   // Each down carries a reference to this route. Taken before the close is
   // published, while the owner's reference is certainly still held.
-  if (n !== 0) Atomics.add(i32, w + R_REFS, n);
+  Atomics.add(i32, w + R_REFS, n);
   Atomics.or(i32, w + R_PIN, R_CLOSED_BIT); // publishes the close: senders drop, the owner stops delivering
-  unlock(i32, w + R_LOCK);
   Atomics.sub(i32, C_OPEN_ROUTES, 1);
+  o.at('close:closed');
+  unlock(i32, w + R_LOCK);
   nudge(o, r);
-  return head;
+  return n;
 }
 
-/** The second half of closeRoute: turns each detached monitor into a down for its watcher. */
-export function fireMonitors(o: Shared, r: number, reason: number, head: number): void {
+/**
+ * The second half of closeRoute: turns each monitor of closed route `r`
+ * into a down for its watcher, one at a time. Each monitor is popped off the
+ * frozen list with a compare-and-swap, so any number of firers may run (a
+ * kill restarted for a dead killer, racing kills): each monitor fires once.
+ * The caller keeps r's slot alive (a reference, or the lock of its group
+ * while r is a member); each fired down holds a reference on r taken at the
+ * close.
+ */
+export function fireMonitors(o: Shared, r: number): void {
   const i32 = o.i32;
-  const gen = routeGen(o, r);
-  let x = head;
-  while (x !== 0) {
+  const w = o.routes.word(r);
+  const gen = Atomics.load(i32, w + R_GEN);
+  const reason = Atomics.load(i32, w + R_REASON);
+  for (;;) {
+    const x = Atomics.load(i32, w + R_MONITORS);
+    if (x === 0) return;
     const node = x - 1;
-    const nw = o.nodes.word(node);
-    x = Atomics.load(i32, nw + N_NEXT);
+    const nw = o.nodes.slotBase + node * o.nodes.slotWords;
+    // The list is frozen: a node is only ever popped, so the head cannot come back (no ABA).
+    if (Atomics.compareExchange(i32, w + R_MONITORS, x, Atomics.load(i32, nw + N_NEXT)) !== x) continue;
+    // From the pop to the push nothing is called: a thread terminated in
+    // between is terminated at a loop back-edge of the push, rarely (only
+    // when the push is contended); see README, Limits.
     const watcher = Atomics.load(i32, nw + N_A);
+    const ww = o.routes.slotBase + watcher * o.routes.slotWords;
     Atomics.store(i32, nw + N_A, r);
     Atomics.store(i32, nw + N_B, gen);
     Atomics.store(i32, nw + N_C, reason);
     Atomics.store(i32, nw + N_KIND, NK_DOWN);
     Atomics.sub(i32, C_MONITORS, 1);
     Atomics.add(i32, C_DOWNS, 1);
-    deliverDown(o, watcher, node);
+    if ((Atomics.load(i32, ww + R_PIN) & R_CLOSED_BIT) !== 0) {
+      // ...a closed watcher gets nothing (as in pushPending): its owner reports, or has reported, the end.
+      discardDown(o, node);
+      releaseRoute(o, watcher);
+      continue;
+    }
+    let head = Atomics.load(i32, ww + R_DOWNS);
+    for (;;) {
+      Atomics.store(i32, nw + N_NEXT, head);
+      const seen = Atomics.compareExchange(i32, ww + R_DOWNS, head, node + 1); // publishes the down to the watcher
+      if (seen === head) break;
+      head = seen; // ...another one was pushed first: chain behind it
+    }
+    o.at('fire:pushed');
+    // The first of a batch wakes the owner (unless it let go: then whoever frees its slot discards the down).
+    if (head === 0) nudge(o, watcher);
+    releaseRoute(o, watcher); // the monitor node's reference on its watcher
   }
 }
 
@@ -474,12 +528,17 @@ export function nudge(o: Shared, r: number): void {
  */
 export function monitorRoute(o: Shared, watched: number, watcher: number): number {
   const i32 = o.i32;
+  const iw = o.intentWord;
   const node = o.allocNode(NK_MONITOR);
+  o.intend(OP_MONITOR, node, watched, watcher, o.nodeGen(node));
   const nw = o.nodes.word(node);
   const id = makeId(node, Atomics.load(i32, nw + N_GEN));
-  retainRoute(o, watcher); // the node's reference, dropped when it is delivered or removed
+  // The node's reference on its watcher, dropped when it is delivered or removed; the step says it is taken.
+  Atomics.add(i32, o.routes.word(watcher) + R_REFS, 1);
+  Atomics.store(i32, iw + TH_STEP, 1);
   const w = o.routes.word(watched);
-  lock(i32, w + R_LOCK);
+  lock(i32, w + R_LOCK, o.lockTag);
+  o.at('monitor:locked');
   if ((Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) !== 0) {
     const reason = Atomics.load(i32, w + R_REASON);
     unlock(i32, w + R_LOCK);
@@ -489,6 +548,8 @@ export function monitorRoute(o: Shared, watched: number, watcher: number): numbe
     Atomics.store(i32, nw + N_C, reason);
     Atomics.store(i32, nw + N_KIND, NK_DOWN);
     Atomics.add(i32, C_DOWNS, 1);
+    Atomics.store(i32, iw + TH_STEP, 2); // the node is a down now, no longer the recoverer's to free
+    o.done(); // (a thread dying in the delivery below may lose this down: README, Limits)
     deliverDown(o, watcher, node);
     return id;
   }
@@ -499,7 +560,10 @@ export function monitorRoute(o: Shared, watched: number, watcher: number): numbe
   Atomics.store(i32, nw + N_NEXT, Atomics.load(i32, w + R_MONITORS));
   Atomics.store(i32, w + R_MONITORS, node + 1); // publishes the monitor (under the route lock)
   Atomics.add(i32, C_MONITORS, 1);
+  Atomics.store(i32, iw + TH_STEP, 2); // in the same straight run: a recoverer knows it is published
+  o.at('monitor:published');
   unlock(i32, w + R_LOCK);
+  o.done();
   return id;
 }
 
@@ -515,18 +579,32 @@ export function demonitorRoute(o: Shared, id: number): boolean {
   const watched = Atomics.load(i32, nw + N_C);
   if (watched < 0 || watched >= o.routes.count) return false;
   const w = o.routes.word(watched);
-  lock(i32, w + R_LOCK);
+  o.intend(OP_DEMONITOR, node, gen, watched);
+  lock(i32, w + R_LOCK, o.lockTag);
   let found = false;
-  if (Atomics.load(i32, nw + N_GEN) === gen && Atomics.load(i32, nw + N_KIND) === NK_MONITOR) {
+  // A closed route's monitors are firing (or fired): too late to remove one.
+  if (
+    Atomics.load(i32, nw + N_GEN) === gen &&
+    Atomics.load(i32, nw + N_KIND) === NK_MONITOR &&
+    (Atomics.load(i32, w + R_PIN) & R_CLOSED_BIT) === 0
+  ) {
     found = removeFromList(o, w + R_MONITORS, node);
+    // Marked taken off, with nothing called in between: a recoverer finishes a node so marked.
+    if (found) Atomics.store(i32, nw + N_KIND, NK_REMOVED);
   }
+  o.at('demonitor:removed');
   unlock(i32, w + R_LOCK);
-  if (!found) return false;
-  const watcher = Atomics.load(i32, nw + N_A);
-  Atomics.sub(i32, C_MONITORS, 1);
+  if (found) finishRemovedMonitor(o, node);
+  o.done();
+  return found;
+}
+
+/** Frees monitor node `node`, taken off its list by demonitor (NK_REMOVED), and drops its watcher reference. */
+export function finishRemovedMonitor(o: Shared, node: number): void {
+  const watcher = Atomics.load(o.i32, o.nodes.word(node) + N_A);
+  Atomics.sub(o.i32, C_MONITORS, 1);
   o.freeNode(node);
   releaseRoute(o, watcher);
-  return true;
 }
 
 /** Unlinks `node` from the singly linked node list whose head is word `headWord`. Caller holds the list's lock. */

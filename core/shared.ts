@@ -34,6 +34,7 @@ import {
   N_NEXT,
   NK_FREE,
   NODE_BYTES,
+  OP_NONE,
   PAGE_BYTES,
   POOL_COUNT,
   POOL_ENTRIES,
@@ -46,9 +47,18 @@ import {
   R_RING,
   ROUTE_BYTES,
   TABLE_BYTES,
+  TH_A,
+  TH_B,
+  TH_C,
+  TH_D,
+  TH_E,
+  TH_F,
   TH_HAZARD,
+  TH_OP,
+  TH_STEP,
   THREAD_BYTES,
 } from './layout.ts';
+import { lockTag } from './lock.ts';
 
 /** Slot size in bytes of each pool (heap: a page). */
 export const POOL_SLOT_BYTES = [ROUTE_BYTES, GROUP_BYTES, TABLE_BYTES, ENTRY_BYTES, NODE_BYTES, PAGE_BYTES];
@@ -155,6 +165,16 @@ export class Shared {
   readonly hazardWord: number;
   /** This thread's tag in its hazard word (see TH_HAZARD). */
   readonly hazardTag: number;
+  /** This thread's tag in the lock words it holds (lock.ts). */
+  readonly lockTag: number;
+  /** Word index of this thread's intent record (layout.ts, TH_OP). */
+  readonly intentWord: number;
+  /**
+   * @internal Test hook: called at named points inside control operations
+   * (see `at`), so a test can park a worker there and terminate it. Null in
+   * production: one property check per point, on control paths only.
+   */
+  hook: ((point: string) => void) | null = null;
   /** What this thread last stored in its hazard word (routes.ts, enter). */
   hazardCurrent = 0;
 
@@ -229,8 +249,35 @@ export class Shared {
     this.hazardWord = this.threadRecord(this.producer.slot) + TH_HAZARD;
     this.hazardTag = hazardTag(this.producer.generation);
     Atomics.store(i32, this.hazardWord, 0);
+    this.lockTag = lockTag(this.producer.slot, this.producer.generation);
+    this.intentWord = this.threadRecord(this.producer.slot);
+    Atomics.store(i32, this.intentWord + TH_OP, OP_NONE);
     this.rings = new Array(this.routes.count);
     this.ringKeys = new Int32Array(this.routes.count);
+  }
+
+  /** Records that this thread is entering control operation `op` (layout.ts, TH_OP) with its arguments. */
+  intend(op: number, a: number, b: number, c = 0, d = 0, e = 0, f = 0): void {
+    const i32 = this.i32;
+    const w = this.intentWord;
+    Atomics.store(i32, w + TH_A, a);
+    Atomics.store(i32, w + TH_B, b);
+    Atomics.store(i32, w + TH_C, c);
+    Atomics.store(i32, w + TH_D, d);
+    Atomics.store(i32, w + TH_E, e);
+    Atomics.store(i32, w + TH_F, f);
+    Atomics.store(i32, w + TH_STEP, 0);
+    Atomics.store(i32, w + TH_OP, op); // publishes the intent (to a recoverer, once this thread is dead)
+  }
+
+  /** The control operation is over: nothing is left for a recoverer to finish. */
+  done(): void {
+    Atomics.store(this.i32, this.intentWord + TH_OP, OP_NONE);
+  }
+
+  /** Test hook point (see `hook`). */
+  at(point: string): void {
+    if (this.hook !== null) this.hook(point);
   }
 
   get threadCount(): number {
