@@ -94,10 +94,18 @@
 
   // ---------------------------------------------------------------- the context's global object
 
-  // Stack traces hand out call sites (with functions and receivers) to this hook: locked off.
+  // Stack traces hand out call sites (with functions and receivers) to this hook: locked off. Node
+  // looks the hook up as globalThis.Error.prepareStackTrace of the error's realm, so the global's
+  // `Error` binding is locked too (a replacement object could carry a hook of its own).
   defineProperty(NativeError, 'prepareStackTrace', {
     value: undefined,
     writable: false,
+    configurable: false,
+  });
+  defineProperty(global, 'Error', {
+    value: NativeError,
+    writable: false,
+    enumerable: false,
     configurable: false,
   });
   // No shared memory, no Wasm, no inspector console, and nothing that allocates outside the V8 heap

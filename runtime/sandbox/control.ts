@@ -17,9 +17,24 @@
  *   CB_GEN    that slot's generation, written before CB_SLOT (so a reader
  *             that sees CB_SLOT != 0 reads the right generation).
  *
+ *   CB_INSIDE 1 while the worker runs a post office operation for the
+ *             sandbox (a membrane call, the end of a spawn), else 0. Written
+ *             by the worker only.
+ *   CB_KILL   0, then 1 once the watchdog has decided to kill the worker.
+ *             Written by the main thread only.
+ *
  * The main thread reads CB_SLOT/CB_GEN after the worker has exited to
  * declare its thread dead (`office.markThreadDead`): unlike a message, the
  * words cannot be lost to a worker killed right after attaching.
+ *
+ * CB_INSIDE and CB_KILL keep the watchdog from terminating a worker inside
+ * a post office operation that holds a lock (kill, link, monitor...): core
+ * cannot give back a lock its dead holder took. Dekker's handshake: the
+ * worker stores INSIDE = 1 then loads KILL, and does nothing in the post
+ * office if it is set; the watchdog stores KILL = 1 then loads INSIDE, and
+ * terminates only when it is 0 (else it looks again at its next tick). All
+ * four accesses are sequentially consistent Atomics, so at least one side
+ * sees the other's store.
  */
 
 import type { OwnedCapability } from '../../core/index.ts';
@@ -27,7 +42,9 @@ import type { OwnedCapability } from '../../core/index.ts';
 export const CB_BEAT = 0;
 export const CB_SLOT = 1;
 export const CB_GEN = 2;
-const CB_WORDS = 4;
+export const CB_INSIDE = 3;
+export const CB_KILL = 4;
+const CB_WORDS = 8;
 
 export function createControlBlock(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(CB_WORDS * 4));

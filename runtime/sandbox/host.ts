@@ -36,6 +36,8 @@ import type { Ref } from '../ref.ts';
 import {
   CB_BEAT,
   CB_GEN,
+  CB_INSIDE,
+  CB_KILL,
   CB_SLOT,
   createControlBlock,
   type FromSandbox,
@@ -57,6 +59,8 @@ export const MIN_CPU_MS = 20;
 const START_TIMEOUT_MS = 30_000;
 /** V8 young generation of a sandbox worker, MiB (the old generation is `memoryMb`). */
 const YOUNG_GENERATION_MB = 4;
+/** How long past its slice the watchdog waits for a worker to leave a post office operation, ms. */
+const INSIDE_GRACE_MS = 1000;
 /** Transformed modules kept by the main thread (the oldest goes first). */
 const MAX_CACHED_MODULES = 256;
 
@@ -106,6 +110,8 @@ interface Sandbox {
   error: unknown;
   lastBeat: number;
   lastChange: number;
+  /** The watchdog's verdict while it waits for the worker to leave a post office operation. */
+  condemned: { reason: LimitReason; at: number } | null;
   watchdog: ReturnType<typeof setInterval> | undefined;
   startTimer: ReturnType<typeof setTimeout> | undefined;
   exited: Promise<void>;
@@ -215,6 +221,7 @@ export class SandboxHost {
         error: undefined,
         lastBeat: 0,
         lastChange: 0,
+        condemned: null,
         watchdog: undefined,
         startTimer: undefined,
         exited: new Promise<void>((done) => worker.once('exit', () => done())),
@@ -248,9 +255,17 @@ export class SandboxHost {
   // ---------------------------------------------------------------- watchdog
 
   private watch(sandbox: Sandbox): void {
-    const beat = Atomics.load(sandbox.control, CB_BEAT);
-    if (beat === 0 || sandbox.verdict !== null) return; // not armed yet, or already being stopped
+    if (sandbox.verdict !== null) return; // already being stopped
     const now = performance.now();
+    if (sandbox.condemned !== null) {
+      // Condemned, waiting for it to leave a post office operation (or for the grace to run out).
+      if (Atomics.load(sandbox.control, CB_INSIDE) === 0 || now - sandbox.condemned.at >= INSIDE_GRACE_MS) {
+        this.terminate(sandbox, sandbox.condemned.reason);
+      }
+      return;
+    }
+    const beat = Atomics.load(sandbox.control, CB_BEAT);
+    if (beat === 0) return; // not armed yet
     if (beat !== sandbox.lastBeat) {
       sandbox.lastBeat = beat;
       sandbox.lastChange = now;
@@ -264,7 +279,12 @@ export class SandboxHost {
       limit: 'cpu',
       detail: `ran ${Math.round(stalled)} ms without yielding (the limit is ${slice} ms)`,
     };
-    this.terminate(sandbox, reason);
+    // Never inside a post office operation, which may hold a lock (control.ts): from now on the
+    // worker starts none, and the one it may be in ends soon. Past a grace period (a core bug, a
+    // lock held by another dead thread...) the worker goes all the same.
+    sandbox.condemned = { reason, at: now };
+    Atomics.store(sandbox.control, CB_KILL, 1);
+    if (Atomics.load(sandbox.control, CB_INSIDE) === 0) this.terminate(sandbox, reason);
   }
 
   private terminate(sandbox: Sandbox, verdict: ExitReason): void {

@@ -133,7 +133,16 @@ export class Membrane implements Registry {
   /** Settles the context's operation `id` with `promise`'s outcome. */
   settle(id: number, promise: Promise<unknown>): void {
     promise.then(
-      (value) => this.deliver(id, true, value === undefined ? '' : toWire(value, this)),
+      (value) => {
+        let text: string;
+        try {
+          text = value === undefined ? '' : toWire(value, this);
+        } catch (error) {
+          this.deliver(id, false, errorText(error));
+          return;
+        }
+        this.deliver(id, true, text);
+      },
       (error: unknown) => this.deliver(id, false, errorText(error)),
     );
   }

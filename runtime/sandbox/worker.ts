@@ -33,6 +33,8 @@ import type { Ref } from '../ref.ts';
 import {
   CB_BEAT,
   CB_GEN,
+  CB_INSIDE,
+  CB_KILL,
   CB_SLOT,
   type FromSandbox,
   type SandboxWorkerData,
@@ -53,6 +55,21 @@ const office = PostOffice.attach(data.buffer);
 const control = new Int32Array(data.control);
 Atomics.store(control, CB_GEN, office.thread.generation);
 Atomics.store(control, CB_SLOT, office.thread.slot + 1);
+
+/**
+ * Runs `f`, a post office operation for the sandbox, unless the watchdog has
+ * decided to kill this worker (then `refused()`): see control.ts, CB_INSIDE.
+ */
+function inside<T>(f: () => T, refused: () => T): T {
+  Atomics.store(control, CB_INSIDE, 1);
+  try {
+    return Atomics.load(control, CB_KILL) === 0 ? f() : refused();
+  } finally {
+    Atomics.store(control, CB_INSIDE, 0);
+  }
+}
+
+const OVER_LIMIT = `E${JSON.stringify(['ProcessEnded', 'this process is over its limits'])}`;
 
 let proc: Process | null = null;
 let membrane: Membrane | null = null;
@@ -103,13 +120,23 @@ function describeThrown(x: unknown): { name: string; message: string } {
 }
 
 // A rejection nobody handled or an exception nobody caught ends the process, as it would end a Node process.
+// These listeners must never throw: Node would then print the value with util.inspect, which calls
+// a `Symbol.for('nodejs.util.inspect.custom')` method of a sandbox object with host arguments.
 process.on('unhandledRejection', (reason) => {
-  const { name, message } = describeThrown(reason);
-  endProcess({ kind: 'error', name: 'UnhandledRejection', message: `${name}: ${message}` });
+  try {
+    const { name, message } = describeThrown(reason);
+    endProcess({ kind: 'error', name: 'UnhandledRejection', message: `${name}: ${message}` });
+  } catch {
+    process.exit(1);
+  }
 });
 process.on('uncaughtException', (error) => {
-  const { name, message } = describeThrown(error);
-  endProcess({ kind: 'error', name, message });
+  try {
+    const { name, message } = describeThrown(error);
+    endProcess({ kind: 'error', name, message });
+  } catch {
+    process.exit(1);
+  }
 });
 
 function endProcess(reason: unknown): void {
@@ -145,7 +172,12 @@ async function spawnSandbox(
     const mailboxCapacity = options.mailboxCapacity ?? data.mailboxCapacity;
     post({ type: 'spawn', id, moduleUrl, exportName, mailboxCapacity, payload, caps });
   });
-  const ref = adoptSelf(parent, office, self);
+  const ref = inside(
+    () => adoptSelf(parent, office, self),
+    () => {
+      throw new SpawnError('this process is over its limits');
+    },
+  );
   post({ type: 'took', id });
   return ref;
 }
@@ -195,7 +227,11 @@ function start(): void {
     resolve: (url) => new URL(url, data.moduleUrl).href,
   });
   membrane = m;
-  const call: HostCall = m.call;
+  const call: HostCall = (op, a, b, c, d) =>
+    inside(
+      () => m.call(op, a, b, c, d),
+      () => OVER_LIMIT,
+    );
   const realm = createRealm(call, data.limits.powers);
   m.entry = realm.entry;
   const moduleFn = realm.compile(code, data.moduleUrl);

@@ -210,8 +210,12 @@ describe('the realm', () => {
       `exports.main = async (ctx) => {
         'use strict';
         const names = Object.getOwnPropertyNames(globalThis).sort();
-        let locked = false;
-        try { Error.prepareStackTrace = () => 'x'; } catch { locked = true; }
+        let locked = 0;
+        try { Error.prepareStackTrace = () => 'x'; } catch { locked++; }
+        try { globalThis.Error = { prepareStackTrace: () => 'x' }; } catch { locked++; }
+        const E = Error;
+        try { delete globalThis.Error; } catch {}
+        locked = locked === 2 && globalThis.Error === E && E.prepareStackTrace === undefined;
         ctx.send(ctx.self, { names, locked, frozen: Object.isFrozen(ctx), proto: Object.getPrototypeOf(ctx) === null });
       };`,
     );

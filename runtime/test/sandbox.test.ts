@@ -240,6 +240,27 @@ describe('limits', () => {
     await expectBaseline();
   });
 
+  it('a sandbox killed in a loop of links and monitors leaves no lock behind', async () => {
+    for (let round = 0; round < 3; round++) {
+      // The target traps exits: the sandbox may die linked to it.
+      const target = await runtime.spawn(PEER, 'sink', [true]);
+      const ref = await runtime.spawn(BASIC, 'churn', [target, runtime.host.self], {
+        sandbox: { cpuMsPerSlice: 100 + 50 * round },
+      });
+      expect(await nextMessage()).toBe('churning');
+      const monitor = runtime.monitor(ref);
+      expect(await downOf(monitor)).toMatchObject({ kind: 'limit', limit: 'cpu' });
+      // Every operation on the target still goes through: monitor takes its route's lock, kill its group's.
+      const targetMonitor = runtime.monitor(target);
+      expect(await runtime.request(target, 'count')).toBe(0);
+      runtime.kill(target);
+      expect(await downOf(targetMonitor)).toBe('killed');
+      runtime.host.drop(target);
+      runtime.host.drop(ref);
+    }
+    await expectBaseline();
+  });
+
   it('kills an endless microtask chain with a cpu limit reason', async () => {
     const ref = await runtime.spawn(BASIC, 'microtasks', [runtime.host.self], {
       sandbox: { cpuMsPerSlice: 300 },
