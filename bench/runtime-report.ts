@@ -408,12 +408,15 @@ export function runtimeBlock(report: RunReport, chartDir: string, charts: Map<st
   return out;
 }
 
+/** The runtime code the notes below were checked against (profiles and patched copies, 2026-11-22). */
+const INVESTIGATED = 'commit 22cd96e';
+
 /**
  * Why each goal that is not met is not met: the figures of this run, and
- * what the investigation of 2026-11-22 found at commit a08b35d (CPU profiles
- * of the workers with `node --cpu-prof`, and patched copies of runtime/ run
- * side by side on the same machine; details and suggested fixes went to the
- * runtime's owners).
+ * what the investigation of 2026-11-22 found (CPU profiles of the workers
+ * with `node --cpu-prof`, and patched copies of runtime/ run side by side on
+ * the same machine; details and suggested fixes went to the runtime's
+ * owners, several of which are in the code measured here).
  */
 function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
   const goals = runtimeGoals(runtime, report);
@@ -421,17 +424,19 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
   const notes: string[] = [];
   const local = rateOf(runtime.spawn?.results, SPAWN_CONTENDERS.localQuick);
   if (missed('runtime-spawn') && local !== undefined) {
+    const load = runtime.otherLoad?.['runtime-spawn'];
     notes.push(
-      `**Spawn rate.** A local spawn plus the child's run and exit took ${formatNs(1e9 / local)} of worker time ` +
-        `in this run; ${count(SPAWN_GOAL)}/s needs under ${formatNs(1e9 / SPAWN_GOAL)}. A CPU profile of the ` +
-        "spawning worker splits it: about 30% is the child's end (closing its table; freeing its mailbox ring " +
-        'scans the hazard word of every thread the post office is sized for, 256 by the runtime’s default, ' +
-        'about 13% on its own; the exit reason is encoded even for `normal`), about 20% its creation (a Table ' +
-        'object with four collections and a scratch array, a group, a route, a 576-byte ring), and the rest the ' +
-        'spawn payload’s encode and decode and the copy of the child’s handle to the parent through an owned ' +
-        'token. The same spawns on a runtime started with `maxThreads: 8` ran 1.31× faster (interleaved rounds). ' +
-        'Spawns from the host are request/reply round trips through the worker’s control route: they pay the ' +
-        'wake-ups described under request/reply.',
+      `**Spawn rate.** A local spawn plus the child's run and exit took ${formatNs(1e9 / local)} per spawn ` +
+        `in this run; ${count(SPAWN_GOAL)}/s needs under ${formatNs(1e9 / SPAWN_GOAL)}` +
+        (load !== undefined
+          ? `, and other processes had ${(load * 100).toFixed(0)}% of the CPU meanwhile`
+          : '') +
+        `. In a CPU profile of the spawning worker (${INVESTIGATED}) about 28% of its time is the child's end ` +
+        '(closing its table and mailbox, of which ~8% is the ring free scanning every thread slot’s hazard word; ' +
+        'killing its group ~9%), about 26% its creation (the core Table object alone ~7%, most of it building its ' +
+        'four collections and scratch array; then the group, the route and the 576-byte ring), ~6% dropping the ' +
+        'parent’s ref and ~8% garbage collection. Spawns from the host are request/reply round trips through the ' +
+        'worker’s control route: they pay the wake-ups described under request/reply.',
     );
   }
   const small = runtime.messages?.parts[0];
@@ -465,13 +470,13 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     const pMany = rateOf(runtime.request?.results, REQUEST_CONTENDERS.piscinaInFlight);
     notes.push(
       '**Request/reply, one at a time.** Between two requests both sides have nothing to run. A scheduler ' +
-        'worker keeps polling for 0.1 ms, then parks with `Atomics.waitAsync`; the host waits with `waitAsync` at ' +
-        'once. A round trip to a parked peer takes longer than 0.1 ms on this VM, so each request pays one or two ' +
-        'wake-ups through the event loop' +
+        `worker keeps polling for 0.1 ms, the host for 0.05 ms (${INVESTIGATED}), then each parks with ` +
+        '`Atomics.waitAsync`. A round trip to a parked peer takes longer than that on this VM, so most requests ' +
+        'pay one or two wake-ups through the event loop' +
         (pp?.p50 ? ` (process → process p50 ${formatNs(pp.p50.median)} here)` : '') +
-        ', where piscina’s worker waits in a synchronous `Atomics.wait`. With the poll stretched to 0.5–2 ms ' +
-        '(a patched copy of the runtime, same machine) process → process p50 was 5–9 µs, and host → process 4–5 ' +
-        'µs once the worker stayed awake. Even at 5 µs, 10× piscina needs a round trip under ' +
+        ', where piscina’s worker waits in a synchronous `Atomics.wait`. With the scheduler polling 0.5–2 ms ' +
+        '(a patched copy of the runtime, same machine) process → process p50 was 5–9 µs. Even at 5 µs, 10× ' +
+        'piscina needs a round trip under ' +
         (pSeq?.p50 ? formatNs(pSeq.p50.median / REQUEST_GOAL) : 'a tenth of piscina’s') +
         ': two encodes, two decodes and two hand-offs between cores, near this VM’s floor (the C cache-line ' +
         'round trip of the main tables is one hand-off there and back).',
@@ -480,8 +485,8 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
           ? `process → process is ${formatRatio(many / pMany)} piscina here. `
           : '') +
         'In a profile both workers were about half idle: the requests and the replies travel in batches between ' +
-        'workers that park in between, for the same reason. With the 2 ms poll the same process → process ' +
-        'rounds ran at about 140 k/s instead of 40–50 k/s.',
+        'workers that park in between, for the same reason. With the scheduler polling 2 ms the same process → ' +
+        'process rounds ran at about 140 k/s instead of 40–50 k/s.',
     );
   }
   const million = runtime.million;
@@ -493,11 +498,11 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
   const memory = runtime.memory;
   if (memory && memory.heap.values.length > 0) {
     notes.push(
-      `**JS heap per idle process** (no goal set): ${bytes(memory.heap.median)}. Each process keeps about ten ` +
-        'collections that are almost always empty (the Process’s saved signals, pending requests, timers and unused ' +
-        'capabilities; its Table’s groups, mailboxes, monitors, links and a 48-word scratch array; its Mailbox’s ' +
-        'monitors), besides its Group, Mailbox, Ring and Ref objects and the pending receive; creating the ' +
-        'collections on first use would save a good part of it.',
+      `**JS heap per idle process** (no goal set): ${bytes(memory.heap.median)}: the Process, its core Table, ` +
+        'Group, Mailbox and Ring objects, the Refs (its own and its spawner’s), the pending receive and the ' +
+        `scheduler’s wait. At ${INVESTIGATED} the Table still builds four collections and a 48-word scratch array ` +
+        'and the Mailbox one collection that an idle process never uses; making those lazy, as the Process’s ' +
+        'own now are, is the next saving.',
     );
   }
   const kill = runtime.killTree;
@@ -506,9 +511,8 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
       `**Killing a tree** (no goal set): the host’s kill call itself took ${formatNs(kill.killCallMs.median * 1e6)} ` +
         'for 10,000 processes, against ~12 ms for the post office killing 10,000 linked groups on one quiet thread ' +
         '(`core-kill-web`): here both workers wake and start tearing their processes down (taking the same locks) ' +
-        'while the main thread is still killing. The teardown after it is mostly each process noticing its death: ' +
-        'a `ProcessEnded` error with a stack trace per process, reading its end reason, closing its table, and ' +
-        'garbage collection.',
+        'while the main thread is still killing, on two cores shared with other work. What follows the call is ' +
+        'each worker noticing its processes’ deaths, closing their tables and collecting their garbage.',
     );
   }
   if (notes.length === 0) return [];
