@@ -111,7 +111,7 @@ interface Sandbox {
   lastBeat: number;
   lastChange: number;
   /** The watchdog's verdict while it waits for the worker to leave a post office operation. */
-  condemned: { reason: LimitReason; at: number } | null;
+  condemned: { reason: ExitReason; at: number } | null;
   watchdog: ReturnType<typeof setInterval> | undefined;
   startTimer: ReturnType<typeof setTimeout> | undefined;
   exited: Promise<void>;
@@ -230,7 +230,7 @@ export class SandboxHost {
       sandbox.watchdog = setInterval(() => this.watch(sandbox), beatMs);
       sandbox.watchdog.unref();
       sandbox.startTimer = setTimeout(() => {
-        if (sandbox.startup !== null) this.terminate(sandbox, 'killed');
+        if (sandbox.startup !== null) this.condemn(sandbox, 'killed');
       }, START_TIMEOUT_MS);
       sandbox.startTimer.unref();
       worker.on('message', (message: FromSandbox) => this.onMessage(sandbox, message));
@@ -248,7 +248,7 @@ export class SandboxHost {
   async stop(reason: ExitReason = 'shutdown'): Promise<void> {
     this.stopping = true;
     const all = [...this.sandboxes];
-    for (const sandbox of all) this.terminate(sandbox, reason);
+    for (const sandbox of all) this.condemn(sandbox, reason);
     await Promise.all(all.map((s) => s.exited));
   }
 
@@ -279,10 +279,19 @@ export class SandboxHost {
       limit: 'cpu',
       detail: `ran ${Math.round(stalled)} ms without yielding (the limit is ${slice} ms)`,
     };
-    // Never inside a post office operation, which may hold a lock (control.ts): from now on the
-    // worker starts none, and the one it may be in ends soon. Past a grace period (a core bug, a
-    // lock held by another dead thread...) the worker goes all the same.
-    sandbox.condemned = { reason, at: now };
+    this.condemn(sandbox, reason);
+  }
+
+  /**
+   * Terminates a worker, but never inside a post office operation, which may
+   * hold a lock (control.ts): from now on the worker starts none, and the one
+   * it may be in ends soon (the watchdog's next ticks look). Past a grace
+   * period (a core bug, a lock held by another dead thread...) the worker
+   * goes all the same.
+   */
+  private condemn(sandbox: Sandbox, reason: ExitReason): void {
+    if (sandbox.verdict !== null || sandbox.condemned !== null) return;
+    sandbox.condemned = { reason, at: performance.now() };
     Atomics.store(sandbox.control, CB_KILL, 1);
     if (Atomics.load(sandbox.control, CB_INSIDE) === 0) this.terminate(sandbox, reason);
   }
@@ -406,6 +415,7 @@ export class SandboxHost {
 /** The reason a sandbox worker's process dies with, from how the worker ended. */
 function exitReasonOf(sandbox: Sandbox, code: number): ExitReason {
   if (sandbox.verdict !== null) return sandbox.verdict;
+  if (sandbox.condemned !== null) return sandbox.condemned.reason;
   const error = sandbox.error as (Error & { code?: string }) | undefined;
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
     const reason: LimitReason = {
