@@ -17,9 +17,9 @@
  *   CB_GEN    that slot's generation, written before CB_SLOT (so a reader
  *             that sees CB_SLOT != 0 reads the right generation).
  *
- *   CB_INSIDE 1 while the worker runs a post office operation for the
- *             sandbox (a membrane call, the end of a spawn), else 0. Written
- *             by the worker only.
+ *   CB_INSIDE 1 while the worker runs a post office operation (a membrane
+ *             call, the end of a spawn, ending its process, detaching),
+ *             else 0. Written by the worker only.
  *   CB_KILL   0, then 1 once the watchdog has decided to kill the worker.
  *             Written by the main thread only.
  *

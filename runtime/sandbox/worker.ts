@@ -56,15 +56,22 @@ const control = new Int32Array(data.control);
 Atomics.store(control, CB_GEN, office.thread.generation);
 Atomics.store(control, CB_SLOT, office.thread.slot + 1);
 
+/** Nesting of `inside` calls (a membrane call that ends the process, which detaches...). */
+let depth = 0;
+const nothing = () => {};
+
 /**
- * Runs `f`, a post office operation for the sandbox, unless the watchdog has
- * decided to kill this worker (then `refused()`): see control.ts, CB_INSIDE.
+ * Runs `f`, a post office operation, unless the watchdog has decided to kill
+ * this worker (then `refused()`): see control.ts, CB_INSIDE.
  */
 function inside<T>(f: () => T, refused: () => T): T {
+  if (depth > 0) return f(); // (nested: the outer call raised the flag and checked the verdict)
   Atomics.store(control, CB_INSIDE, 1);
+  depth++;
   try {
     return Atomics.load(control, CB_KILL) === 0 ? f() : refused();
   } finally {
+    depth--;
     Atomics.store(control, CB_INSIDE, 0);
   }
 }
@@ -82,8 +89,11 @@ function finish(): void {
   finished = true;
   if (heartbeat !== undefined) clearInterval(heartbeat);
   membrane?.close();
-  if (proc !== null && !proc.ended) proc.end('killed');
-  office.detach();
+  // (Refused when the watchdog has condemned the worker: the main thread then declares it dead.)
+  inside(() => {
+    if (proc !== null && !proc.ended) proc.end('killed');
+    office.detach();
+  }, nothing);
   // Out of whatever stack we are on (possibly one that came from the context).
   setImmediate(() => process.exit(0));
 }
@@ -140,8 +150,10 @@ process.on('uncaughtException', (error) => {
 });
 
 function endProcess(reason: unknown): void {
-  if (proc !== null && !proc.ended) proc.end(reason);
-  else finish();
+  inside(() => {
+    if (proc !== null && !proc.ended) proc.end(reason);
+    else finish();
+  }, nothing);
 }
 
 // ---------------------------------------------------------------- spawning from inside (the spawn power)
@@ -204,11 +216,13 @@ function start(): void {
     Atomics.add(control, CB_BEAT, 1);
     // A process killed from outside learns it at its next call; one that makes none learns it here.
     if (proc !== null && !proc.ended && proc.mailbox.closed) {
-      try {
-        proc.same(proc.self, proc.self);
-      } catch {
-        // ...ProcessEnded: the process has ended with its death reason.
-      }
+      inside(() => {
+        try {
+          proc?.same(proc.self, proc.self);
+        } catch {
+          // ...ProcessEnded: the process has ended with its death reason.
+        }
+      }, nothing);
     }
   }, data.beatMs);
 
