@@ -44,6 +44,7 @@ import {
   C_LIVE_GROUPS,
   C_OPEN_ROUTES,
   G_CODE,
+  G_DEFER_NEXT,
   G_DETAIL,
   G_GEN,
   G_IDENTITY,
@@ -88,6 +89,7 @@ import {
   R_REASON,
   REASON_KILLED,
   RF_MEMBER,
+  TH_DEFER_GROUPS,
   TH_DROP,
   TH_DROP_GEN,
   TH_DROP_NEXT,
@@ -155,8 +157,12 @@ export function releaseGroupObject(o: Shared, g: number): void {
 }
 
 export function releaseGroup(o: Shared, g: number): void {
-  if (Atomics.sub(o.i32, o.groups.word(g) + G_REFS, 1) !== 1) return;
-  o.groupUnrefQueue.push(g);
+  const i32 = o.i32;
+  const w = o.groups.word(g);
+  if (Atomics.sub(i32, w + G_REFS, 1) !== 1) return;
+  // In the same straight run: the group joins this thread's deferred frees (a recoverer finds it there).
+  Atomics.store(i32, w + G_DEFER_NEXT, Atomics.load(i32, o.intentWord + TH_DEFER_GROUPS));
+  Atomics.store(i32, o.intentWord + TH_DEFER_GROUPS, g + 1);
   runDeferred(o);
 }
 
@@ -393,15 +399,7 @@ function freeLinkEnd(o: Shared, node: number): void {
  * kills records exit code `code` and detail blob `detail` (reasons.ts; 0:
  * none), on which the caller holds a reference for the call.
  */
-export function killGroup(
-  o: Shared,
-  g: number,
-  gen: number,
-  code = 0,
-  detail = 0,
-  ownsDetail = 0,
-  recovering = false,
-): void {
+export function killGroup(o: Shared, g: number, gen: number, code = 0, detail = 0, ownsDetail = 0): void {
   const i32 = o.i32;
   // A kill is restartable: a dead thread's recoverer runs it again from the start (recover.ts).
   o.intend(OP_KILL, g, gen, code, detail, ownsDetail);
@@ -414,7 +412,6 @@ export function killGroup(
   const work = [g, gen, -1, 0, 0];
   const seen = new Set<number>();
   const visited: number[] = [];
-  const toFire: number[] = [];
   // Per dead group whose links are walked, what an exit from it carries, four
   // numbers: identity route (-1: none), its generation, code, detail. This
   // kill holds a reference on the route and on the detail until it ends.
@@ -459,8 +456,7 @@ export function killGroup(
         for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
           const r = m - 1;
           m = Atomics.load(i32, o.routes.word(r) + R_NEXT_MEMBER);
-          // A member's slot is there while we hold the lock; the reference keeps it until its monitors fired.
-          if (detachOnClose(o, r, REASON_KILLED, code, detail) > 0 && tryRetainRoute(o, r)) toFire.push(r);
+          detachOnClose(o, r, REASON_KILLED, code, detail);
           o.at('kill:closing');
         }
         retainDetail(o, detail); // the group slot's reference, dropped when the slot is freed
@@ -471,19 +467,6 @@ export function killGroup(
         Atomics.store(i32, w + G_STATE, GS_DEAD); // publishes the death (and its reason): no route joins after this
         Atomics.sub(i32, C_LIVE_GROUPS, 1);
         o.at('kill:dead');
-      } else if (recovering) {
-        // ...restarted for a dead killer: the routes it closed may have monitors left to fire.
-        for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
-          const r = m - 1;
-          const rw = o.routes.word(r);
-          m = Atomics.load(i32, rw + R_NEXT_MEMBER);
-          if (
-            (Atomics.load(i32, rw + R_PIN) & R_CLOSED_BIT) !== 0 &&
-            Atomics.load(i32, rw + R_MONITORS) !== 0 &&
-            tryRetainRoute(o, r)
-          )
-            toFire.push(r);
-        }
       }
       const links = Atomics.load(i32, w + G_LINKS);
       if (links !== 0) {
@@ -504,11 +487,34 @@ export function killGroup(
       visited.push(gi, ggen);
       unlock(i32, w + G_LOCK);
     }
+    // Exits are made in phase 1 only: the references they were made from go now (deferred), so a
+    // killer that dies in what follows holds none (README, Limits: phase 1 still does).
+    for (let k = 0; k < deaths.length; k += 4) {
+      releaseDetail(o, deaths[k + 3]!);
+      if (deaths[k]! >= 0) releaseRoute(o, deaths[k]!);
+    }
+    deaths.length = 0;
     // Every route of the closure is closed: now its monitors fire. Watchers
     // inside the closure are closed already and get nothing.
-    for (const r of toFire) {
-      fireMonitors(o, r);
-      releaseRoute(o, r); // deferred: this kill holds the routes until it is done
+    // Group by group, under its lock (a member's slot cannot go while it is locked): the
+    // monitors left on its closed members fire, whoever closed them (a racing kill of the same
+    // closure, or a killer that died and whose kill this is, restarted).
+    for (let k = 0; k < visited.length; k += 2) {
+      const w = o.groups.word(visited[k]!);
+      lock(i32, w + G_LOCK, o.lockTag);
+      if (Atomics.load(i32, w + G_GEN) === visited[k + 1]) {
+        for (let m = Atomics.load(i32, w + G_MEMBERS); m !== 0; ) {
+          const r = m - 1;
+          const rw = o.routes.word(r);
+          m = Atomics.load(i32, rw + R_NEXT_MEMBER);
+          if (
+            (Atomics.load(i32, rw + R_PIN) & R_CLOSED_BIT) !== 0 &&
+            Atomics.load(i32, rw + R_MONITORS) !== 0
+          )
+            fireMonitors(o, r);
+        }
+      }
+      unlock(i32, w + G_LOCK);
     }
     o.at('kill:fired');
     // Phase 2: every group of the closure is dead; their links are void.
@@ -525,10 +531,6 @@ export function killGroup(
     }
   } finally {
     o.deferDepth--;
-  }
-  for (let k = 0; k < deaths.length; k += 4) {
-    releaseDetail(o, deaths[k + 3]!);
-    if (deaths[k]! >= 0) releaseRoute(o, deaths[k]!);
   }
   o.done();
   runDeferred(o);

@@ -145,6 +145,19 @@ export const TH_FREE_STEP = 15;
 /** linkGroups: the generations of its two nodes (TH_E, TH_F), so a recoverer never frees a node reused since. */
 export const TH_LINK_GEN1 = 16;
 export const TH_LINK_GEN2 = 17;
+/**
+ * The thread's deferred frees (routes.ts, runDeferred), kept in shared
+ * memory so that a recoverer finishes them for a dead thread: the heads of
+ * its stacks of route slots and group slots whose last reference went (index
+ * + 1, chained through R_DEFER_NEXT and G_DEFER_NEXT), and the route it is
+ * letting go of (index + 1, 0 = none; unrefRoute). A slot joins its stack
+ * in the same straight run as the reference drop that freed it.
+ */
+export const TH_DEFER_ROUTES = 18;
+export const TH_DEFER_GROUPS = 19;
+export const TH_UNREF_ROUTE = 20;
+/** A watcher reference in hand (route index + 1): a monitor fired, its down pushed, the reference not yet dropped (routes.ts, fireMonitors). */
+export const TH_FIRE_WATCHER = 21;
 
 export const OP_NONE = 0;
 /** killGroup: A, B = group (index, gen); C = code; D = detail; E = 1 if the dead frame held a reference on D for the call. */
@@ -226,6 +239,8 @@ export const R_OWNER_GEN = 17; // see R_OWNER_TABLE
  * dies between receives leaves them where they can be discarded.
  */
 export const R_LOCAL_DOWNS = 18;
+/** Next route on the deferred-free stack of the thread that dropped its last reference (TH_DEFER_ROUTES). */
+export const R_DEFER_NEXT = 19;
 
 export const PIN_COUNT_MASK = (1 << 26) - 1;
 /** Closed: senders drop, the owner stops delivering ring records. */
@@ -293,6 +308,8 @@ export const G_TABLE_GEN = 13;
  * by the reclaimer of a dead one, which drops the reference in its stead.
  */
 export const G_OBJECT = 14;
+/** Next group on the deferred-free stack of the thread that dropped its last reference (TH_DEFER_GROUPS). */
+export const G_DEFER_NEXT = 15;
 
 export const GS_FREE = 0;
 export const GS_ALIVE = 1;

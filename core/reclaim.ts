@@ -28,10 +28,10 @@
  * wrote those ownership words while it lived (or freed the slots they are
  * in), so once it is gone the reclaimer may act on them.
  *
- * Out of scope: a thread that died inside an operation other than a send. A
- * control operation (kill, link, monitor, route creation, close) can leave a
- * group or route lock held for good, and a receive or a close can leave its
- * step half done; a `sendWhenRoom` it was awaiting keeps its pin.
+ * A thread that died inside a control operation is repaired first
+ * (recover.ts): its locks broken, its operation finished or undone. Out of
+ * scope: a receive cut short, and a `sendWhenRoom` it was awaiting keeps its
+ * pin (README, Limits).
  */
 
 import { SLOT_ANNOUNCE_RING } from '../ring/producer-slots.ts';
@@ -115,7 +115,7 @@ function reclaimTable(o: Shared, t: number, tableGen: number, code: number, deta
     if (!o.groups.bits.isSet(g)) continue;
     const w = o.groups.word(g);
     // Read under the lock: a slot being freed or claimed by another thread is never taken for ours.
-    lock(i32, w + G_LOCK);
+    lock(i32, w + G_LOCK, o.lockTag);
     const state = Atomics.load(i32, w + G_STATE);
     const ours =
       state !== GS_FREE &&

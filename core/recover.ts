@@ -41,6 +41,7 @@
 
 import { dropLinkList, finishFreeGroup, freeGroup, killGroup } from './groups.ts';
 import {
+  G_DEFER_NEXT,
   G_LOCK,
   G_MEMBERS,
   N_KIND,
@@ -53,23 +54,29 @@ import {
   OP_MONITOR,
   OP_NONE,
   R_CLOSED_BIT,
+  R_DEFER_NEXT,
   R_FLAGS,
+  R_GONE_BIT,
   R_GROUP,
   R_LOCK,
   R_MONITORS,
   R_NEXT_MEMBER,
   R_PIN,
   R_PREV_MEMBER,
+  R_UNREF_BIT,
   RF_MEMBER,
   TH_A,
   TH_B,
   TH_C,
   TH_D,
+  TH_DEFER_GROUPS,
+  TH_DEFER_ROUTES,
   TH_DROP,
   TH_DROP_GEN,
   TH_DROP_NEXT,
   TH_E,
   TH_F,
+  TH_FIRE_WATCHER,
   TH_FREE_DETAIL,
   TH_FREE_GEN,
   TH_FREE_GROUP,
@@ -78,10 +85,19 @@ import {
   TH_LINK_GEN2,
   TH_OP,
   TH_STEP,
+  TH_UNREF_ROUTE,
 } from './layout.ts';
 import { breakLock, lockHolder, lockTag } from './lock.ts';
 import { releaseDetail } from './reasons.ts';
-import { finishRemovedMonitor, fireMonitors, releaseRoute, runDeferred, tryRetainRoute } from './routes.ts';
+import {
+  finishRemovedMonitor,
+  fireMonitors,
+  releaseRoute,
+  runDeferred,
+  settle,
+  tryRetainRoute,
+  unrefRoute,
+} from './routes.ts';
 import type { Shared } from './shared.ts';
 
 /** What recovery found and did, for markThreadDead's callers and tests. */
@@ -123,7 +139,7 @@ export function recoverThread(o: Shared, slot: number, generation: number): Reco
     switch (op) {
       case OP_KILL:
         resumeDrop(o, tw);
-        killGroup(o, a, b, c, d, 0, true);
+        killGroup(o, a, b, c, d, 0);
         if (e === 1) releaseDetail(o, d); // the dead frame's reference for the call
         break;
       case OP_LINK:
@@ -163,8 +179,36 @@ export function recoverThread(o: Shared, slot: number, generation: number): Reco
         finishFreeGroup(o, freeing, gen, Atomics.load(i32, tw + TH_FREE_DETAIL), 0, Math.max(step, 1));
       }
     }
+    // Its deferred frees: the route it was letting go of (unrefRoute runs again: each of its
+    // steps is idempotent up to the straight run that ends it), then both stacks.
+    // A watcher reference it held while firing a monitor.
+    const watcher = Atomics.load(i32, tw + TH_FIRE_WATCHER);
+    Atomics.store(i32, tw + TH_FIRE_WATCHER, 0);
+    if (watcher !== 0) releaseRoute(o, watcher - 1);
+    const unref = Atomics.load(i32, tw + TH_UNREF_ROUTE);
+    const routes: number[] = [];
+    if (unref !== 0) routes.push(unref - 1);
+    for (let x = Atomics.load(i32, tw + TH_DEFER_ROUTES); x !== 0; ) {
+      routes.push(x - 1);
+      x = Atomics.load(i32, o.routes.word(x - 1) + R_DEFER_NEXT);
+    }
+    const groups: number[] = [];
+    for (let y = Atomics.load(i32, tw + TH_DEFER_GROUPS); y !== 0; ) {
+      groups.push(y - 1);
+      y = Atomics.load(i32, o.groups.word(y - 1) + G_DEFER_NEXT);
+    }
+    Atomics.store(i32, tw + TH_UNREF_ROUTE, 0);
+    Atomics.store(i32, tw + TH_DEFER_ROUTES, 0);
+    Atomics.store(i32, tw + TH_DEFER_GROUPS, 0);
+    for (const r of routes) unrefRoute(o, r);
+    for (const g of groups) freeGroup(o, g);
   } finally {
     o.deferDepth--;
+  }
+  // A slot it let go of may be waiting for the settle it never ran (settle is idempotent).
+  for (let r = 0; r < o.routes.count; r++) {
+    if (!o.routes.bits.isSet(r)) continue;
+    if ((Atomics.load(i32, o.routes.word(r) + R_PIN) & (R_UNREF_BIT | R_GONE_BIT)) !== 0) settle(o, r);
   }
   Atomics.store(i32, tw + TH_OP, OP_NONE);
   Atomics.store(i32, tw + TH_FREE_GROUP, 0);

@@ -24,13 +24,15 @@
  */
 
 import { Ring } from '../ring/index.ts';
-import { addMember, freeGroup, releaseGroup, removeMember, retainGroup } from './groups.ts';
+import { addMember, freeGroup, removeMember, retainGroup } from './groups.ts';
 import {
   C_DOWNS,
   C_EXITS,
   C_MONITORS,
   C_OPEN_ROUTES,
+  G_DEFER_NEXT,
   G_GEN,
+  G_REFS,
   HAZARD_ROUTE_MASK,
   idGeneration,
   idIndex,
@@ -55,6 +57,7 @@ import {
   PIN_COUNT_MASK,
   R_CLOSED_BIT,
   R_CODE,
+  R_DEFER_NEXT,
   R_DETAIL,
   R_DOWNS,
   R_FLAGS,
@@ -78,7 +81,14 @@ import {
   REC_CAPS,
   REC_LARGE,
   REC_NUDGE,
+  TH_DEFER_GROUPS,
+  TH_DEFER_ROUTES,
+  TH_FIRE_WATCHER,
+  TH_FREE_GEN,
+  TH_FREE_GROUP,
+  TH_FREE_STEP,
   TH_STEP,
+  TH_UNREF_ROUTE,
 } from './layout.ts';
 import { lock, unlock } from './lock.ts';
 import { releaseDetail, retainDetail } from './reasons.ts';
@@ -154,8 +164,12 @@ export function retainRoute(o: Shared, r: number): void {
 
 /** Drops one reference; the last one frees the slot (deferred while this thread holds a lock). */
 export function releaseRoute(o: Shared, r: number): void {
-  if (Atomics.sub(o.i32, o.routes.word(r) + R_REFS, 1) !== 1) return;
-  o.unrefQueue.push(r);
+  const i32 = o.i32;
+  const w = o.routes.word(r);
+  if (Atomics.sub(i32, w + R_REFS, 1) !== 1) return;
+  // In the same straight run: the route joins this thread's deferred frees (a recoverer finds it there).
+  Atomics.store(i32, w + R_DEFER_NEXT, Atomics.load(i32, o.intentWord + TH_DEFER_ROUTES));
+  Atomics.store(i32, o.intentWord + TH_DEFER_ROUTES, r + 1);
   runDeferred(o);
 }
 
@@ -168,16 +182,34 @@ export function releaseRoute(o: Shared, r: number): void {
 export function runDeferred(o: Shared): void {
   if (o.deferDepth !== 0 || o.unrefRunning) return;
   o.unrefRunning = true;
+  const i32 = o.i32;
+  const iw = o.intentWord;
   try {
     for (;;) {
-      const r = o.unrefQueue.pop();
-      if (r !== undefined) {
-        unrefRoute(o, r);
+      const x = Atomics.load(i32, iw + TH_DEFER_ROUTES);
+      if (x !== 0) {
+        // Taken off the stack and recorded as in hand in one straight run.
+        Atomics.store(i32, iw + TH_UNREF_ROUTE, x);
+        Atomics.store(
+          i32,
+          iw + TH_DEFER_ROUTES,
+          Atomics.load(i32, o.routes.slotBase + (x - 1) * o.routes.slotWords + R_DEFER_NEXT),
+        );
+        unrefRoute(o, x - 1);
         continue;
       }
-      const g = o.groupUnrefQueue.pop();
-      if (g !== undefined) {
-        freeGroup(o, g);
+      const y = Atomics.load(i32, iw + TH_DEFER_GROUPS);
+      if (y !== 0) {
+        // Taken off the stack and recorded as being freed in one straight run (groups.ts, freeGroup).
+        Atomics.store(i32, iw + TH_FREE_STEP, 0);
+        Atomics.store(i32, iw + TH_FREE_GEN, -1);
+        Atomics.store(i32, iw + TH_FREE_GROUP, y);
+        Atomics.store(
+          i32,
+          iw + TH_DEFER_GROUPS,
+          Atomics.load(i32, o.groups.slotBase + (y - 1) * o.groups.slotWords + G_DEFER_NEXT),
+        );
+        freeGroup(o, y - 1);
         continue;
       }
       break;
@@ -304,15 +336,30 @@ export function discardRecord(o: Shared, type: number, at: number): void {
 }
 
 /** The last reference went: leave the group, drop pending downs, and let settle free the slot. */
-function unrefRoute(o: Shared, r: number): void {
+export function unrefRoute(o: Shared, r: number): void {
   const i32 = o.i32;
   const w = o.routes.word(r);
   const g = Atomics.load(i32, w + R_GROUP);
+  const gw = o.groups.word(g);
   removeMember(o, g, r);
-  discardDownList(o, Atomics.exchange(i32, w + R_DOWNS, 0));
+  // One at a time: a recoverer that runs this again for a dead thread finds the rest still here.
+  for (let x = Atomics.load(i32, w + R_DOWNS); x !== 0; x = Atomics.load(i32, w + R_DOWNS)) {
+    Atomics.store(
+      i32,
+      w + R_DOWNS,
+      Atomics.load(i32, o.nodes.slotBase + (x - 1) * o.nodes.slotWords + N_NEXT),
+    );
+    discardDown(o, x - 1);
+  }
+  // One straight run: the slot is let go, its group reference dropped (the group joins the
+  // deferred frees if that was its last), and the route is no longer in hand.
   Atomics.or(i32, w + R_PIN, R_UNREF_BIT); // publishes: nothing names this slot any more
+  if (Atomics.sub(i32, gw + G_REFS, 1) === 1) {
+    Atomics.store(i32, gw + G_DEFER_NEXT, Atomics.load(i32, o.intentWord + TH_DEFER_GROUPS));
+    Atomics.store(i32, o.intentWord + TH_DEFER_GROUPS, g + 1);
+  }
+  Atomics.store(i32, o.intentWord + TH_UNREF_ROUTE, 0);
   settle(o, r);
-  releaseGroup(o, g);
 }
 
 /** Frees a list of pending down and exit nodes (node index + 1 chained through N_NEXT). */
@@ -471,10 +518,18 @@ export function fireMonitors(o: Shared, r: number): void {
       if (seen === head) break;
       head = seen; // ...another one was pushed first: chain behind it
     }
+    // In the same straight run: the monitor node's reference on its watcher is in this thread's hands.
+    Atomics.store(i32, o.intentWord + TH_FIRE_WATCHER, watcher + 1);
     o.at('fire:pushed');
     // The first of a batch wakes the owner (unless it let go: then whoever frees its slot discards the down).
     if (head === 0) nudge(o, watcher);
-    releaseRoute(o, watcher); // the monitor node's reference on its watcher
+    // The monitor node's reference on its watcher goes, and leaves our hands, in one straight run.
+    if (Atomics.sub(i32, ww + R_REFS, 1) === 1) {
+      Atomics.store(i32, ww + R_DEFER_NEXT, Atomics.load(i32, o.intentWord + TH_DEFER_ROUTES));
+      Atomics.store(i32, o.intentWord + TH_DEFER_ROUTES, watcher + 1);
+    }
+    Atomics.store(i32, o.intentWord + TH_FIRE_WATCHER, 0);
+    runDeferred(o);
   }
 }
 

@@ -182,13 +182,10 @@ export class Shared {
   private readonly rings: (Ring | undefined)[];
   private readonly ringKeys: Int32Array;
 
-  /** Routes whose last reference went while this thread was already freeing: a worklist, so freeing never recurses. */
-  readonly unrefQueue: number[] = [];
+  /** Whether this thread is running its deferred frees (their worklists are in its thread record: TH_DEFER_*). */
   unrefRunning = false;
   /** Locks this thread holds on a path that may drop references; freeing waits until it is 0. */
   deferDepth = 0;
-  readonly groupUnrefQueue: number[] = [];
-  groupUnrefRunning = false;
 
   /** Lays out an empty post office in `buffer`. Creator only, before anyone attaches. */
   /** `offsets`: producer slots, then (bitmap, slots) per pool, then the thread records. */
@@ -251,7 +248,9 @@ export class Shared {
     Atomics.store(i32, this.hazardWord, 0);
     this.lockTag = lockTag(this.producer.slot, this.producer.generation);
     this.intentWord = this.threadRecord(this.producer.slot);
-    Atomics.store(i32, this.intentWord + TH_OP, OP_NONE);
+    // The intent record and deferred-free stacks start empty (a dead predecessor's were cleared by its recoverer).
+    for (let k = TH_OP; k < THREAD_BYTES >> 2; k++) Atomics.store(i32, this.intentWord + k, 0);
+    void OP_NONE;
     this.rings = new Array(this.routes.count);
     this.ringKeys = new Int32Array(this.routes.count);
   }
