@@ -9,11 +9,11 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Mailbox, Table } from '../core/index.ts';
 import type { SpawnOptions } from './api.ts';
-import { encode } from './codec.ts';
 import { SpawnError } from './errors.ts';
 import type { Process, ProcessHost, Waiter } from './process.ts';
 import type { Ref } from './ref.ts';
 import { spawnThrough } from './scheduler.ts';
+import { pickWorker, spawnPayload } from './spawning.ts';
 
 /** How long a wait polls before it parks (ms). */
 const SPIN_MS = 0.05;
@@ -78,38 +78,20 @@ export class ThreadHost implements ProcessHost, Waiter {
       return this.options.spawnSandbox(parent, moduleUrl, exportName, args, options, link);
     }
     const { controls, system } = this.options;
-    const target = this.pickWorker(options.worker ?? 'next');
-    const control = controls[target];
-    if (control === undefined || control === 0) throw new SpawnError(`worker ${target} is not running`);
+    let target: number;
+    [target, this.nextWorker] = pickWorker(options.worker ?? 'next', -1, controls, this.nextWorker);
     const capacity = options.mailboxCapacity ?? this.options.processMailboxCapacity;
-    const linkTo = link ? parent.restrict(parent.self, ['link']) : null;
+    const { payload, caps, linkTo } = spawnPayload(parent, args, link);
     try {
-      const { bytes, caps } = encode(parent.table, [args, linkTo]);
       return await spawnThrough(
         parent,
         system,
-        control,
-        [moduleUrl, exportName, capacity, bytes.slice()],
-        caps.slice(),
+        controls[target] as number,
+        [moduleUrl, exportName, capacity, payload],
+        caps,
       );
     } finally {
       if (linkTo !== null && !parent.ended) parent.drop(linkTo);
     }
-  }
-
-  private pickWorker(choice: 'local' | 'next' | number): number {
-    const n = this.options.controls.length;
-    if (choice === 'local' || choice === 'next') {
-      // Round robin over the running workers (one being replaced after a crash is skipped).
-      for (let tries = 0; tries < n; tries++) {
-        this.nextWorker = (this.nextWorker + 1) % n;
-        if (this.options.controls[this.nextWorker] !== 0) return this.nextWorker;
-      }
-      throw new SpawnError('no worker is running (a crashed one is being replaced)');
-    }
-    if (!Number.isInteger(choice) || choice < 0 || choice >= n) {
-      throw new SpawnError(`there is no worker ${String(choice)} (the runtime has ${n})`);
-    }
-    return choice;
   }
 }

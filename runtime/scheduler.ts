@@ -38,10 +38,12 @@ import {
   EMPTY_PAYLOAD,
   exportInto,
   type ProcessFunction,
+  pickWorker,
   processFunction,
   type SpawnReply,
   type SpawnRequest,
   sendLater,
+  spawnPayload,
 } from './spawning.ts';
 
 /** The doorbell bit of the control mailbox. */
@@ -66,7 +68,6 @@ interface PendingWait {
 }
 
 const RESOLVED = Promise.resolve();
-const NO_CAPS: number[] = [];
 
 export interface SchedulerOptions {
   office: PostOffice;
@@ -303,24 +304,22 @@ export class Scheduler implements ProcessHost, Waiter {
     options: SpawnOptions,
     link: boolean,
   ): Promise<Ref> {
-    if (!Array.isArray(args)) throw new TypeError('spawn: args must be an array');
     if (options.sandbox !== undefined)
       throw new SpawnError('sandboxed processes are spawned by the runtime host');
-    const target = this.pickWorker(options.worker ?? 'local');
+    let target: number;
+    [target, this.nextWorker] = pickWorker(
+      options.worker ?? 'local',
+      this.index,
+      this.controls,
+      this.nextWorker,
+    );
     const capacity = options.mailboxCapacity ?? this.processMailboxCapacity;
-    const linkTo = link ? parent.restrict(parent.self, ['link']) : null;
+    const { payload, caps, linkTo } = spawnPayload(parent, args, link);
     try {
-      let payload = EMPTY_PAYLOAD;
-      let payloadCaps: number[] = NO_CAPS;
-      if (args.length > 0 || linkTo !== null) {
-        const { bytes, caps } = encode(parent.table, [args, linkTo]);
-        payload = bytes.slice();
-        payloadCaps = caps.slice();
-      }
       if (target === this.index) {
         const loaded = processFunction(moduleUrl, exportName);
         const fn = loaded instanceof Promise ? await loaded : loaded;
-        const child = this.createProcess(fn, capacity, payload, parent.table, payloadCaps);
+        const child = this.createProcess(fn, capacity, payload, parent.table, caps);
         return new Ref(parent.table, exportInto(child.mailbox, parent.table, Perm.ALL));
       }
       return await spawnThrough(
@@ -328,24 +327,11 @@ export class Scheduler implements ProcessHost, Waiter {
         this.system,
         this.controlOf(target),
         [moduleUrl, exportName, capacity, payload],
-        payloadCaps,
+        caps,
       );
     } finally {
       if (linkTo !== null && !parent.ended) parent.drop(linkTo);
     }
-  }
-
-  private pickWorker(choice: 'local' | 'next' | number): number {
-    if (choice === 'local') return this.index;
-    const n = this.controls.length;
-    if (choice === 'next') {
-      this.nextWorker = (this.nextWorker + 1) % n;
-      return this.nextWorker;
-    }
-    if (!Number.isInteger(choice) || choice < 0 || choice >= n) {
-      throw new SpawnError(`there is no worker ${String(choice)} (the runtime has ${n})`);
-    }
-    return choice;
   }
 
   private controlOf(index: number): number {

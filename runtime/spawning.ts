@@ -13,11 +13,15 @@
  * { error }.
  */
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Mailbox, Perms, Table } from '../core/index.ts';
 // Internal to the post office: exporting a mailbox straight into another table of the same thread.
 import { releaseRoute, retainRoute } from '../core/routes.ts';
 import type { ProcessContext } from './api.ts';
+import { encode } from './codec.ts';
 import { SpawnError } from './errors.ts';
+import type { Process } from './process.ts';
+import type { Ref } from './ref.ts';
 
 export type ProcessFunction = (ctx: ProcessContext, ...args: unknown[]) => unknown;
 
@@ -32,6 +36,62 @@ export type SpawnReply = { ref: unknown } | { error: string };
 
 /** The spawn payload of no arguments and no link, encoded once: most spawns carry it. */
 export const EMPTY_PAYLOAD: Uint8Array = new Uint8Array([0x92, 0x90, 0xc0]); // [[], null]
+
+const MIN_ROOM_POLL_MS = 0.25;
+const MAX_ROOM_POLL_MS = 16;
+
+/** A spawn's encoded arguments and link target, and the link Ref for the caller to drop when done. */
+export interface SpawnPayload {
+  payload: Uint8Array;
+  /** Handles of the parent's table the payload names by index. */
+  caps: number[];
+  linkTo: Ref | null;
+}
+
+const NO_CAPS: number[] = [];
+
+/** Encodes [args, linkTo] in the parent's table (EMPTY_PAYLOAD for no arguments and no link). */
+export function spawnPayload(parent: Process, args: readonly unknown[], link: boolean): SpawnPayload {
+  if (!Array.isArray(args)) throw new TypeError('spawn: args must be an array');
+  const linkTo = link ? parent.restrict(parent.self, ['link']) : null;
+  if (args.length === 0 && linkTo === null) return { payload: EMPTY_PAYLOAD, caps: NO_CAPS, linkTo };
+  try {
+    const { bytes, caps } = encode(parent.table, [args, linkTo]);
+    return { payload: bytes.slice(), caps: caps.slice(), linkTo };
+  } catch (error) {
+    if (linkTo !== null) parent.drop(linkTo);
+    throw error;
+  }
+}
+
+/**
+ * The worker a spawn goes to: `choice` if it names a running worker, or the
+ * next running one in round robin for 'next' (and for 'local' where there is
+ * no local worker, `self` < 0). `controls[i]` is 0 while worker i is being
+ * replaced. Returns [worker, new round-robin cursor].
+ */
+export function pickWorker(
+  choice: 'local' | 'next' | number,
+  self: number,
+  controls: readonly number[],
+  cursor: number,
+): [number, number] {
+  const n = controls.length;
+  if (choice === 'local' && self >= 0) return [self, cursor];
+  if (choice === 'local' || choice === 'next') {
+    // Round robin over the running workers (one being replaced after a crash is skipped).
+    for (let tries = 0; tries < n; tries++) {
+      cursor = (cursor + 1) % n;
+      if (controls[cursor] !== 0) return [cursor, cursor];
+    }
+    throw new SpawnError('no worker is running (a crashed one is being replaced)');
+  }
+  if (!Number.isInteger(choice) || choice < 0 || choice >= n) {
+    throw new SpawnError(`there is no worker ${String(choice)} (the runtime has ${n})`);
+  }
+  if (controls[choice] === 0 && choice !== self) throw new SpawnError(`worker ${choice} is not running`);
+  return [choice, cursor];
+}
 
 /** Loaded process functions of this thread, by `url#export`. */
 const functions = new Map<string, ProcessFunction>();
@@ -126,8 +186,17 @@ export async function sendLater(
   try {
     target = table.demote(h, table.permissions(h));
     for (const c of caps) held.push(table.demote(c, table.permissions(c)));
-    await table.sendWhenRoom(target, data, held, { timeoutMs });
-    return true;
+    // Polled, with a growing pause, rather than the post office's sendWhenRoom: that one pins the
+    // target's ring while it waits, and a thread terminated meanwhile (a sandbox over its limit)
+    // would keep the pin, and the ring, for good.
+    const deadline = performance.now() + timeoutMs;
+    for (let pause = MIN_ROOM_POLL_MS; ; pause = Math.min(pause * 2, MAX_ROOM_POLL_MS)) {
+      if (table.isClosed) return false;
+      if (table.send(target, data, held)) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await sleep(Math.min(pause, left));
+    }
   } catch {
     return false;
   } finally {
