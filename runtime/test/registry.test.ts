@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PostOfficeStats } from '../../core/index.ts';
 import { isDown, type Ref, Runtime } from '../index.ts';
 import { Registry, RegistryError, startRegistry } from '../registry.ts';
+import { comparable, expectBaseline as expectBackToBaseline } from './harness.ts';
 
 const PROCS = new URL('./fixtures/registry-procs.ts', import.meta.url).href;
 
@@ -23,17 +24,9 @@ afterEach(async () => {
   await runtime.shutdown();
 });
 
-function comparable(stats: PostOfficeStats): Omit<PostOfficeStats, 'capacity' | 'retired'> {
-  const { capacity: _c, retired: _r, ...rest } = stats;
-  return rest;
-}
-
 /** The leak check: the host's mailbox emptied, then the post office back to what it held after start. */
 async function expectBaseline(): Promise<void> {
-  await drainHost();
-  await expect
-    .poll(() => comparable(runtime.stats()), { timeout: 5000, interval: 20 })
-    .toEqual(comparable(baseline));
+  await expectBackToBaseline(runtime, baseline);
 }
 
 /** The post office's stats once two readings 50 ms apart agree. */
@@ -44,19 +37,6 @@ async function settledStats(): Promise<ReturnType<typeof comparable>> {
     const now = JSON.stringify(comparable(runtime.stats()));
     if (now === last) return JSON.parse(now);
     last = now;
-  }
-}
-
-/** Receives whatever the host still holds (saved by selective receives or queued), dropping the Refs in it. */
-async function drainHost(): Promise<void> {
-  for (;;) {
-    let m: unknown;
-    try {
-      m = await runtime.receive({ timeout: 0 });
-    } catch {
-      return;
-    }
-    if (isDown(m)) runtime.host.drop(m.ref);
   }
 }
 

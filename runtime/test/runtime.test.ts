@@ -14,6 +14,7 @@ import {
   SpawnError,
   type WorkerCrashReason,
 } from '../index.ts';
+import { downOf as downOfMonitor, expectBaseline as expectBackToBaseline } from './harness.ts';
 
 const BASIC = new URL('./fixtures/basic.ts', import.meta.url).href;
 
@@ -29,18 +30,8 @@ afterEach(async () => {
   await runtime.shutdown();
 });
 
-/** The leak check: every process the test started is gone, and the post office holds what it held after start. */
 async function expectBaseline(): Promise<void> {
-  const { capacity: _c, retired: _r, ...want } = baseline;
-  await expect
-    .poll(
-      () => {
-        const { capacity: _c2, retired: _r2, ...now } = runtime.stats();
-        return now;
-      },
-      { timeout: 5000, interval: 20 },
-    )
-    .toEqual(want);
+  await expectBackToBaseline(runtime, baseline);
 }
 
 /** The next message the host receives, skipping nothing. */
@@ -48,11 +39,8 @@ function next(timeout = 5000): Promise<unknown> {
   return runtime.receive({ timeout });
 }
 
-async function downOf(monitor: number): Promise<unknown> {
-  const m = await runtime.receive({ timeout: 5000, match: (s) => isDown(s) && s.monitor === monitor });
-  if (!isDown(m)) throw new Error('expected a down');
-  runtime.host.drop(m.ref); // a down's ref holds the dead route's slot until dropped
-  return m.reason;
+function downOf(monitor: number): Promise<unknown> {
+  return downOfMonitor(runtime, monitor);
 }
 
 describe('start and shutdown', () => {
@@ -334,16 +322,7 @@ describe('a scheduler worker out of memory', () => {
       });
       await small.request(echo, { stop: true });
       small.host.drop(echo);
-      const { capacity: _a, retired: _b, ...want } = start;
-      await expect
-        .poll(
-          () => {
-            const { capacity: _c, retired: _d, ...now } = small.stats();
-            return now;
-          },
-          { timeout: 5000 },
-        )
-        .toEqual(want);
+      await expectBackToBaseline(small, start);
     } finally {
       await small.shutdown();
     }

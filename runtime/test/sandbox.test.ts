@@ -8,6 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { PostOfficeStats } from '../../core/index.ts';
 import { isDown, type LimitReason, type Ref, Runtime, SpawnError } from '../index.ts';
+import { downOf as downOfMonitor, expectBaseline as expectBackToBaseline } from './harness.ts';
 
 const BASIC = new URL('./fixtures/sandbox-basic.ts', import.meta.url).href;
 const ESCAPE = new URL('./fixtures/sandbox-escape.ts', import.meta.url).href;
@@ -39,23 +40,12 @@ afterEach(async (context) => {
 });
 
 /**
- * The leak check: every process the test started is gone, and the post
- * office holds what it held after start. A dead sandbox's producer slot is
- * freed by the consumer of the ring it last wrote into, when that ring runs
- * dry (core's rule): often the host's, so the host looks at its mailbox once.
+ * The leak check. A dead sandbox's producer slot is freed by the consumer of
+ * the ring it last wrote into, when that ring runs dry (core's rule): often
+ * the host's, which the harness reads dry first.
  */
 async function expectBaseline(): Promise<void> {
-  await runtime.receive({ timeout: 1 }).catch(() => {});
-  const { capacity: _c, retired: _r, ...want } = baseline;
-  await expect
-    .poll(
-      () => {
-        const { capacity: _c2, retired: _r2, ...now } = runtime.stats();
-        return now;
-      },
-      { timeout: 5000, interval: 20 },
-    )
-    .toEqual(want);
+  await expectBackToBaseline(runtime, baseline);
 }
 
 /** The next message that is not a down (downs stay queued). */
@@ -63,11 +53,8 @@ function nextMessage(timeout = 10_000): Promise<unknown> {
   return runtime.receive({ timeout, match: (m) => !isDown(m) });
 }
 
-async function downOf(monitor: number, timeout = 10_000): Promise<unknown> {
-  const m = await runtime.receive({ timeout, match: (s) => isDown(s) && s.monitor === monitor });
-  if (!isDown(m)) throw new Error('expected a down');
-  runtime.host.drop(m.ref);
-  return m.reason;
+function downOf(monitor: number, timeout = 10_000): Promise<unknown> {
+  return downOfMonitor(runtime, monitor, timeout);
 }
 
 const sandbox = { memoryMb: 64, cpuMsPerSlice: 1000 };

@@ -19,6 +19,7 @@ import {
   startSupervisor,
   supervisorChild,
 } from '../supervisor.ts';
+import { expectBaseline as expectBackToBaseline } from './harness.ts';
 
 const CHILDREN = new URL('./fixtures/sup-children.ts', import.meta.url).href;
 
@@ -37,31 +38,10 @@ afterEach(async () => {
   await runtime.shutdown();
 });
 
-function comparable(stats: PostOfficeStats): Omit<PostOfficeStats, 'capacity' | 'retired'> {
-  const { capacity: _c, retired: _r, ...rest } = stats;
-  return rest;
-}
-
 /** The leak check: the host's Refs dropped and its mailbox emptied, then the post office back to what it held after start. */
 async function expectBaseline(): Promise<void> {
   runtime.host.drop(observer);
-  await drainHost();
-  await expect
-    .poll(() => comparable(runtime.stats()), { timeout: 5000, interval: 20 })
-    .toEqual(comparable(baseline));
-}
-
-/** Receives whatever the host still holds, dropping the Refs in it. */
-async function drainHost(): Promise<void> {
-  for (;;) {
-    let m: unknown;
-    try {
-      m = await runtime.receive({ timeout: 0 });
-    } catch {
-      return;
-    }
-    if (isDown(m)) runtime.host.drop(m.ref);
-  }
+  await expectBackToBaseline(runtime, baseline);
 }
 
 function isStarted(m: unknown): m is { started: string } {
