@@ -20,6 +20,7 @@ export type {
   Timer,
   WorkerCrashReason,
 } from './api.ts';
+export { dropRefs } from './drop-refs.ts';
 export {
   DecodeError,
   EncodeError,

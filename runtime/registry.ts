@@ -33,6 +33,7 @@
  */
 
 import type { Permission, ProcessContext, SpawnOptions } from './api.ts';
+import { dropRefs } from './drop-refs.ts';
 import { ProcessEnded, RuntimeError } from './errors.ts';
 import { isDown, isExit, isRequest } from './guards.ts';
 import { Ref } from './ref.ts';
@@ -219,29 +220,6 @@ function serve(names: Names, request: Request): void {
 
 function show(op: unknown): string {
   return typeof op === 'string' ? `'${op.slice(0, 64)}'` : typeof op;
-}
-
-/**
- * Drops every Ref inside `value` except `keep`, and answers any Request in it
- * (with a refusal), so that a value the registry does not keep leaves nothing
- * in its table.
- */
-function dropRefs(ctx: ProcessContext, value: unknown, keep?: unknown, depth = 0): void {
-  if (value === null || typeof value !== 'object' || value === keep || depth > 100) return;
-  if (value instanceof Ref) ctx.drop(value);
-  else if (isRequest(value)) {
-    ctx.reply(value, { error: { code: 'BadRequest', message: 'a request inside a message is not served' } });
-    dropRefs(ctx, value.value, keep, depth + 1);
-  } else if (Array.isArray(value) || value instanceof Set) {
-    for (const v of value) dropRefs(ctx, v, keep, depth + 1);
-  } else if (value instanceof Map) {
-    for (const [k, v] of value) {
-      dropRefs(ctx, k, keep, depth + 1);
-      dropRefs(ctx, v, keep, depth + 1);
-    }
-  } else if (!ArrayBuffer.isView(value)) {
-    for (const v of Object.values(value)) dropRefs(ctx, v, keep, depth + 1);
-  }
 }
 
 // ---------------------------------------------------------------- starting one

@@ -69,6 +69,7 @@
  */
 
 import type { ExitReason, Permission, ProcessContext, SpawnOptions } from './api.ts';
+import { dropRefs } from './drop-refs.ts';
 import { ProcessEnded, ReceiveTimeout, RuntimeError } from './errors.ts';
 import { isDown, isExit, isRequest } from './guards.ts';
 import { Ref } from './ref.ts';
@@ -651,28 +652,6 @@ function containsRef(value: unknown, depth = 0): boolean {
   const values = Array.isArray(value) || value instanceof Set ? value : Object.values(value);
   for (const v of values) if (containsRef(v, depth + 1)) return true;
   return false;
-}
-
-/**
- * Drops every Ref inside `value` except `keep`, and refuses any Request in
- * it, so that what the supervisor does not keep leaves nothing in its table.
- */
-function dropRefs(ctx: ProcessContext, value: unknown, keep?: unknown, depth = 0): void {
-  if (value === null || typeof value !== 'object' || value === keep || depth > 100) return;
-  if (value instanceof Ref) ctx.drop(value);
-  else if (isRequest(value)) {
-    ctx.reply(value, { error: { code: 'BadRequest', message: 'a request inside a message is not served' } });
-    dropRefs(ctx, value.value, keep, depth + 1);
-  } else if (Array.isArray(value) || value instanceof Set) {
-    for (const v of value) dropRefs(ctx, v, keep, depth + 1);
-  } else if (value instanceof Map) {
-    for (const [k, v] of value) {
-      dropRefs(ctx, k, keep, depth + 1);
-      dropRefs(ctx, v, keep, depth + 1);
-    }
-  } else if (!ArrayBuffer.isView(value)) {
-    for (const v of Object.values(value)) dropRefs(ctx, v, keep, depth + 1);
-  }
 }
 
 // ---------------------------------------------------------------- starting one
