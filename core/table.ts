@@ -97,6 +97,13 @@ export interface SendWhenRoomOptions {
 /** How long an awaiting sender parks for room before it looks again at whether the route closed. */
 const ROOM_POLL_MS = 20;
 
+/**
+ * Scratch for the capabilities of one send: (route, generation, perms)
+ * triples. One per thread, not per table (a table per process makes that a
+ * million typed arrays): it is filled and used within one synchronous call.
+ */
+let capScratch = new Int32Array(48);
+
 export class Table {
   /** @internal */ readonly o: Shared;
   /** Slot index of this table in the post office's table pool. */
@@ -112,8 +119,10 @@ export class Table {
   readonly monitors = new Map<number, Mailbox>();
   /** Link ids issued by this table: unlink accepts no other. */
   private readonly links = new Set<number>();
-  /** Scratch for the capabilities of one send: (route, generation, perms) triples. */
-  private capScratch = new Int32Array(48);
+  /** The thread's capability scratch (see `capScratch` above). */
+  private get capScratch(): Int32Array {
+    return capScratch;
+  }
 
   /** @internal */
   constructor(
@@ -406,7 +415,7 @@ export class Table {
   /** Validates `caps` (any permissions) into the scratch triples. Changes nothing shared. */
   private gatherCaps(caps: readonly number[]): number {
     const n = caps.length;
-    if (this.capScratch.length < 3 * n) this.capScratch = new Int32Array(3 * n);
+    if (capScratch.length < 3 * n) capScratch = new Int32Array(3 * n);
     const i32 = this.o.i32;
     const scratch = this.capScratch;
     for (let k = 0; k < n; k++) {
