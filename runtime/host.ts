@@ -6,7 +6,6 @@
  * goes to a scheduler worker's control route.
  */
 
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Mailbox, Table } from '../core/index.ts';
 import type { SpawnOptions } from './api.ts';
 import { SpawnError } from './errors.ts';
@@ -14,9 +13,6 @@ import type { Process, ProcessHost, Waiter } from './process.ts';
 import type { Ref } from './ref.ts';
 import { spawnThrough } from './scheduler.ts';
 import { pickWorker, spawnPayload } from './spawning.ts';
-
-/** How long a wait polls before it parks (ms). */
-const SPIN_MS = 0.05;
 
 export interface HostOptions {
   /** A table of this thread holding the control routes (`controls`, by worker index). */
@@ -44,16 +40,10 @@ export class ThreadHost implements ProcessHost, Waiter {
 
   adopt(): void {}
 
+  // The ring's own wait spins a little before it parks; polling the event loop on top of it
+  // measured slower (p50 host -> process 7.4 µs against 6.2 µs).
   async wait(mailbox: Mailbox, timeoutMs: number): Promise<void> {
-    // A reply is often already on its way: a few event-loop turns of polling are far cheaper
-    // than a park, whose wake-up goes through Atomics.waitAsync and the event loop.
-    const until = performance.now() + Math.min(timeoutMs, SPIN_MS);
-    while (performance.now() < until) {
-      await nextTurn();
-      if (mailbox.finished || mailbox.ring.peek() >= 0) return;
-    }
-    const left = timeoutMs - SPIN_MS;
-    if (left > 0) await mailbox.waitForSignal(left);
+    await mailbox.waitForSignal(timeoutMs);
   }
 
   forget(): void {

@@ -53,7 +53,7 @@ const MICRO_YIELDS = 8;
 /** Rounds of bits taken between macrotask turns (so timers and I/O are never starved). */
 const MICRO_STEPS = 32;
 /** How long the loop keeps turning after the last ready bit before it parks (ms). */
-const SPIN_MS = 0.1;
+const SPIN_MS = 0.5;
 /** Longest park of an idle worker (ms). */
 const IDLE_PARK_MS = 100;
 /** While some thread is dead, parked waits are re-polled this often (ms): a dead claim rings nobody. */
