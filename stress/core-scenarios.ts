@@ -305,7 +305,7 @@ function crossCheck(reports: WorkerReport[]): void {
   }
 }
 
-function compareStats(now: PostOfficeStats, base: PostOfficeStats): string | undefined {
+export function compareStats(now: PostOfficeStats, base: PostOfficeStats): string | undefined {
   const { capacity: _n, ...a } = now;
   const { capacity: _b, ...b } = base;
   const diffs = Object.keys(b)
@@ -324,7 +324,7 @@ function poolOf(i32: Int32Array, p: number) {
   };
 }
 
-function snapshotBitmaps(buffer: SharedArrayBuffer): Int32Array[] {
+export function snapshotBitmaps(buffer: SharedArrayBuffer): Int32Array[] {
   const i32 = new Int32Array(buffer);
   const out: Int32Array[] = [];
   for (let p = 0; p < POOL_COUNT; p++) {
@@ -346,7 +346,7 @@ function popcount(v: number): number {
  * slot clean (no lock held, no reference, list or owner left), no hazard
  * posted, every global counter at zero. Returns what it found wrong.
  */
-function scanOffice(buffer: SharedArrayBuffer, baseline: Int32Array[]): string[] {
+export function scanOffice(buffer: SharedArrayBuffer, baseline: Int32Array[]): string[] {
   const i32 = new Int32Array(buffer);
   const problems: string[] = [];
   for (let p = 0; p < POOL_COUNT; p++) {

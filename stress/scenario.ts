@@ -10,6 +10,8 @@ export interface RoundContext {
   readonly workers: number;
   /** Work per round: 1 for the ci profile, larger for soak. */
   readonly scale: number;
+  /** Known (filed) defects count as violations (--strict) instead of being counted apart. */
+  readonly strict: boolean;
   /** Throws when the run's time is up or it was interrupted; call it in long loops. */
   check(): void;
 }
@@ -19,6 +21,12 @@ export interface RoundResult {
   readonly counts: Readonly<Record<string, number>>;
   /** Faults injected on purpose (threads killed, ...). */
   readonly faults?: number;
+  /**
+   * Known defects reproduced, by name: bugs already filed against another
+   * component (see runtime-journal.ts, DEFECTS), reported apart from
+   * violations unless the run is --strict.
+   */
+  readonly defects?: Readonly<Record<string, number>>;
   /** One line describing the round's random configuration. */
   readonly note?: string;
 }
