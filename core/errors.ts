@@ -49,3 +49,13 @@ export class CapacityExceeded extends PostOfficeError {
     super(`post office region '${region}' is full`);
   }
 }
+
+/**
+ * A ring record the post office never wrote (an unknown type, a capability
+ * count or out-of-line body that does not fit): only something that wrote
+ * into the shared buffer from outside can cause it. The record is skipped and
+ * the mailbox keeps working; what the record claimed to hold is not touched.
+ */
+export class CorruptRecord extends PostOfficeError {
+  override name = 'CorruptRecord';
+}

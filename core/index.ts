@@ -6,6 +6,7 @@
 export { WriteTimeout } from '../ring/index.ts';
 export {
   CapacityExceeded,
+  CorruptRecord,
   InvalidHandle,
   MessageTooLarge,
   PermissionDenied,

@@ -14,7 +14,7 @@
  */
 
 import { Ring } from '../ring/index.ts';
-import { InvalidHandle } from './errors.ts';
+import { CorruptRecord, InvalidHandle } from './errors.ts';
 import type { Group } from './group.ts';
 import { clearTrap } from './groups.ts';
 import {
@@ -30,10 +30,12 @@ import {
   N_KIND,
   N_NEXT,
   NK_EXIT,
+  PAGE_BYTES,
   R_CLOSED_BIT,
   R_CODE,
   R_DETAIL,
   R_DOWNS,
+  R_GEN,
   R_GONE_BIT,
   R_LOCAL_DOWNS,
   R_OWNER_TABLE,
@@ -44,6 +46,7 @@ import {
   REC_CAPS,
   REC_LARGE,
   REC_NUDGE,
+  REC_PLAIN,
 } from './layout.ts';
 import { isPermSet, Perm, type Perms } from './perm.ts';
 import { readDetail, releaseDetail } from './reasons.ts';
@@ -437,6 +440,12 @@ export class Mailbox {
     let body = -1;
     const caps: number[] = inPlace ? this.view.caps : [];
     if (caps.length !== 0) caps.length = 0;
+    const problem = this.recordProblem(type, at, length);
+    if (problem !== null) {
+      // Skipped whole: what a forged record claims to hold is not ours to take or free.
+      this.ring.release();
+      throw new CorruptRecord(`mailbox record skipped: ${problem}`);
+    }
     // What a record holds is zeroed in it as it is taken (its capabilities
     // now, its body when freed): a consumed record not yet handed back to the
     // ring then holds nothing, and whoever drains a dead consumer's ring from
@@ -473,6 +482,53 @@ export class Mailbox {
     view.offset = dataAt;
     view.length = dataLength;
     return view;
+  }
+
+  /**
+   * Why a record cannot have been written by the post office, or null. Checks
+   * its type, that its capability triples fit in it and name route slots as
+   * they are now (index in the pool, current generation, known permissions),
+   * and that an out-of-line body lies inside the heap and the message limit.
+   */
+  private recordProblem(type: number, at: number, length: number): string | null {
+    const o = this.o;
+    const i32 = o.i32;
+    let triples: number;
+    let n: number;
+    if (type === REC_PLAIN) return null;
+    if (type === REC_CAPS) {
+      n = i32[at >> 2]!;
+      triples = at + 4;
+      if (n < 0 || 4 + 12 * n > length) return `${n} capabilities in a record of ${length} bytes`;
+    } else if (type === REC_LARGE) {
+      if (length < 12) return `an out-of-line record of ${length} bytes`;
+      const body = i32[at >> 2]!;
+      const bodyLength = i32[(at >> 2) + 1]!;
+      n = i32[(at >> 2) + 2]!;
+      triples = at + 12;
+      if (n < 0 || 12 + 12 * n > length) return `${n} capabilities in a record of ${length} bytes`;
+      const heapEnd = o.heapStart + o.heap.count * PAGE_BYTES;
+      if (
+        bodyLength < 0 ||
+        bodyLength > o.maxMessageBytes ||
+        body < o.heapStart ||
+        body + bodyLength > heapEnd
+      ) {
+        return `an out-of-line body of ${bodyLength} bytes at ${body}, outside the heap`;
+      }
+    } else {
+      return `unknown record type ${type}`;
+    }
+    for (let k = 0; k < n; k++) {
+      const w = (triples >> 2) + 3 * k;
+      const route = i32[w]!;
+      if (route < 0 || route >= o.routes.count) return `capability names route slot ${route}`;
+      if (i32[w + 1] !== Atomics.load(i32, o.routes.word(route) + R_GEN)) {
+        return `capability names a past generation of route slot ${route}`;
+      }
+      if (!isPermSet(i32[w + 2])) return `capability with permissions ${i32[w + 2]}`;
+    }
+    return null;
   }
 
   /** Imports n capability triples at byte `at` into the table; all or none (then it throws). */
