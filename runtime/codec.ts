@@ -265,7 +265,9 @@ export function envelopeId(bytes: Uint8Array, offset: number): number {
  * `caps` (handles of `table`). `bytes[offset, offset + length)` may be read in
  * place (the ring or the shared heap): the decoder copies what it keeps.
  * Capabilities the value does not name are returned in `unused` for the
- * caller to release.
+ * caller to release. On a DecodeError nothing is added to `unused`: the
+ * caller releases every capability of the message (Refs made before the
+ * error are dropped with it).
  */
 export function decode(
   table: Table,
@@ -287,12 +289,13 @@ export function decode(
     // object, so decoding in place from the same buffer allocates nothing per message.
     bounds.start = offset;
     bounds.end = offset + length;
-    return packr.unpack(bytes, bounds);
+    const value = packr.unpack(bytes, bounds);
+    for (let i = 0; i < caps.length; i++) if (!decodingUsed[i]) unused.push(caps[i] as number);
+    return value;
   } catch (error) {
     if (error instanceof DecodeError) throw error;
     throw new DecodeError(`malformed message: ${(error as Error).message}`);
   } finally {
-    for (let i = 0; i < caps.length; i++) if (!decodingUsed[i]) unused.push(caps[i] as number);
     decodingTable = null;
     decodingCaps = [];
   }

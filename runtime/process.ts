@@ -195,6 +195,11 @@ export class Process implements ProcessContext {
     this.host.ended(this, reason);
   }
 
+  /** @internal Ends a process whose group was killed while it was not looking (scheduler's sweep). */
+  reapIfKilled(): void {
+    if (this.endReason === undefined && this.mailbox.closed) this.end('killed');
+  }
+
   /** Throws ProcessEnded when the process has ended or its group was killed (and then ends it). */
   private check(): void {
     if (this.endReason !== undefined) throw new ProcessEnded('this process has ended');
@@ -274,6 +279,9 @@ export class Process implements ProcessContext {
       const bytes = signal.bytes;
       const kind = envelopeKind(bytes, signal.offset, signal.length);
       const unused = this.unusedCaps;
+      // Every capability of the message, listed before decoding (a request's reply route is
+      // taken off the list the decoder sees).
+      const all = signal.caps.length === 0 ? NO_HANDLES : [...signal.caps];
       try {
         if (kind === 0) return decode(this.table, bytes, signal.offset, signal.length, signal.caps, unused);
         if (kind === KIND_REQUEST && signal.caps.length > 0) {
@@ -291,11 +299,12 @@ export class Process implements ProcessContext {
           return new Request(id, new Ref(this.table, replyHandle), value);
         }
         // A stray reply or an unknown envelope: nothing to hand out.
-        for (const h of signal.caps) unused.push(h);
+        for (const h of all) unused.push(h);
         return SKIP;
       } catch {
-        // Undecodable bytes (only a forged or corrupted message): dropped, with its capabilities.
-        for (const h of signal.caps) unused.push(h);
+        // Undecodable bytes (only a forged or corrupted message): dropped, with every capability.
+        unused.length = 0;
+        for (const h of all) unused.push(h);
         return SKIP;
       } finally {
         this.releaseUnused();
@@ -473,6 +482,7 @@ export class Process implements ProcessContext {
             ),
           );
         } catch (error) {
+          this.unusedCaps.length = 0;
           for (const h of signal.caps) this.unusedCaps.push(h);
           pending.reject(error);
         } finally {
@@ -644,3 +654,4 @@ const NO_SIGNALS: Received[] = [];
 const NO_REQUESTS = new Map<number, PendingRequest>();
 const NO_TIMERS = new Set<ReturnType<typeof setTimeout>>();
 const unusedScratch: number[] = [];
+const NO_HANDLES: readonly number[] = [];

@@ -55,6 +55,8 @@ interface WorkerSlot {
   error: unknown;
   stopped: boolean;
   doorbellBase: number;
+  /** Settles once the worker said ready or failed to start (shutdown waits for a starting one). */
+  starting: Promise<void>;
 }
 
 const BOOT_URL = new URL('./boot.mjs', import.meta.url);
@@ -119,6 +121,7 @@ export class Runtime {
       const offset = this.office.o.allocHeap(bytes);
       initDoorbell(i32, offset >> 2, bits);
       this.slots.push({
+        starting: Promise.resolve(),
         worker: undefined as unknown as Worker,
         thread: null,
         error: undefined,
@@ -163,7 +166,7 @@ export class Runtime {
     slot.thread = null;
     slot.error = undefined;
     slot.stopped = false;
-    return new Promise<void>((resolve, reject) => {
+    const started = new Promise<void>((resolve, reject) => {
       worker.on('message', (message: FromWorker) => {
         if (message.type === 'ready') {
           slot.thread = message.thread;
@@ -190,6 +193,8 @@ export class Runtime {
         if (!slot.stopped) this.workerCrashed(index, code);
       });
     });
+    slot.starting = started.catch(() => {});
+    return started;
   }
 
   /** Resolves once worker `index` has handled every message sent to it before. */
@@ -235,6 +240,7 @@ export class Runtime {
     if (this.stopping) return;
     void this.startWorker(index).then(
       () => {
+        if (this.stopping) return; // shutdown stops the new worker with the others
         // The new worker learns every control route; every worker learns the new one.
         for (let i = 0; i < this.workerCount; i++) {
           if (i === index || this.controls[i] === 0) continue;
@@ -340,6 +346,8 @@ export class Runtime {
   async shutdown(): Promise<void> {
     if (this.stopped || this.stopping) return;
     this.stopping = true;
+    // A worker still starting (a crashed one's replacement) is waited for, then stopped like the rest.
+    await Promise.all(this.slots.map((slot) => slot.starting));
     await this.sandboxes.stop('shutdown');
     await Promise.all(
       this.slots.map(

@@ -54,6 +54,8 @@ const MICRO_YIELDS = 8;
 const MICRO_STEPS = 32;
 /** How long the loop keeps turning after the last ready bit before it parks (ms). */
 const SPIN_MS = 0.5;
+/** Processes `sweep` looks at before each park. */
+const SWEEP_BUDGET = 1024;
 /** Longest park of an idle worker (ms). */
 const IDLE_PARK_MS = 100;
 /** While some thread is dead, parked waits are re-polled this often (ms): a dead claim rings nobody. */
@@ -96,6 +98,8 @@ export class Scheduler implements ProcessHost, Waiter {
   private nextWorker = 0;
   private readonly processMailboxCapacity: number;
   private stopping = false;
+  /** Where `sweep` goes on from (a live iterator: Set iteration tolerates deletions). */
+  private sweeper: Iterator<Process> | null = null;
   private readonly ringBit = (bit: number) => this.rung(bit);
 
   constructor(options: SchedulerOptions) {
@@ -222,6 +226,7 @@ export class Scheduler implements ProcessHost, Waiter {
         continue;
       }
       idleSince = -1;
+      this.sweep(SWEEP_BUDGET);
       this.office.idle(); // hold no mailbox's ring while parked
       if (!doorbell.prepareToPark()) continue;
       const deadProducers = this.control.ring.deadProducers;
@@ -237,6 +242,25 @@ export class Scheduler implements ProcessHost, Waiter {
       if (parked !== undefined) await parked;
       doorbell.awake();
       if (deadProducers) this.repollAll();
+    }
+  }
+
+  /**
+   * Tears down processes killed while they were not waiting on their mailbox
+   * (busy, or awaiting something else: a kill's nudge rings only an armed
+   * mailbox). Looks at up to `budget` processes per call, resuming where the
+   * last call stopped, so a worker with many processes spreads the cost over
+   * its parks.
+   */
+  private sweep(budget: number): void {
+    for (let i = 0; i < budget; i++) {
+      if (this.sweeper === null) this.sweeper = this.processes.values();
+      const next = this.sweeper.next();
+      if (next.done === true) {
+        this.sweeper = null;
+        return;
+      }
+      next.value.reapIfKilled();
     }
   }
 
@@ -268,9 +292,13 @@ export class Scheduler implements ProcessHost, Waiter {
     payload: Uint8Array,
     source: Table,
     sourceCaps: readonly number[],
-  ): Process {
+  ): { process: Process; route: number } {
     const process = new Process(this, this.office.createTable(), mailboxCapacity);
+    let route = 0;
     try {
+      // The spawner's handle to the new process is made before the process first runs: a
+      // child that ends during that first synchronous run still has a route to name.
+      route = exportInto(process.mailbox, source, Perm.ALL);
       let args: unknown[] = [];
       let linkTo: Ref | null = null;
       if (payload !== EMPTY_PAYLOAD) {
@@ -289,8 +317,9 @@ export class Scheduler implements ProcessHost, Waiter {
       }
       this.processes.add(process);
       process.start(fn, Array.isArray(args) ? args : []);
-      return process;
+      return { process, route };
     } catch (error) {
+      if (route !== 0 && !source.isClosed) source.release(route);
       process.end('killed');
       throw error;
     }
@@ -319,8 +348,7 @@ export class Scheduler implements ProcessHost, Waiter {
       if (target === this.index) {
         const loaded = processFunction(moduleUrl, exportName);
         const fn = loaded instanceof Promise ? await loaded : loaded;
-        const child = this.createProcess(fn, capacity, payload, parent.table, caps);
-        return new Ref(parent.table, exportInto(child.mailbox, parent.table, Perm.ALL));
+        return new Ref(parent.table, this.createProcess(fn, capacity, payload, parent.table, caps).route);
       }
       return await spawnThrough(
         parent,
@@ -383,10 +411,9 @@ export class Scheduler implements ProcessHost, Waiter {
     const finish = (fn: ProcessFunction) => {
       try {
         if (this.stopping) throw new SpawnError('the worker is stopping');
-        const child = this.createProcess(fn, capacity, payload, system, caps);
         // The reply carries the child's route; it goes from the worker's table, which outlives
         // a child that ends at once.
-        const childRoute = exportInto(child.mailbox, system, Perm.ALL);
+        const childRoute = this.createProcess(fn, capacity, payload, system, caps).route;
         this.replySpawn(system, replyTo, id, { ref: new Ref(system, childRoute) });
         system.release(childRoute);
       } catch (error) {

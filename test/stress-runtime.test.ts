@@ -40,7 +40,7 @@ async function expectBaseline(): Promise<void> {
 describe('stress findings: the runtime', () => {
   // runtime-bugs.txt #1: a process waiting for room (sendWhenRoom) on a worker that crashes
   // leaves the target's ring pinned and the references of the prepared record held for good.
-  it.fails('reclaims a waiting sendWhenRoom of a crashed worker (pin and references)', async () => {
+  it('reclaims a waiting sendWhenRoom of a crashed worker (pin and references)', async () => {
     const sink = await runtime.spawn(PROCS, 'sink', [], { worker: 0, mailboxCapacity: 256 });
     const flooder = await runtime.spawn(PROCS, 'flooder', [sink, runtime.host.self], { worker: 1 });
     expect(await runtime.receive({ timeout: 5000 })).toBe('waiting');
@@ -56,7 +56,7 @@ describe('stress findings: the runtime', () => {
 
   // runtime-bugs.txt #2: a child that ends during its first synchronous run makes a local
   // spawn throw InvalidHandle ('this table is closed') instead of returning its Ref.
-  it.fails('returns a Ref for a child that ended during its first synchronous run', async () => {
+  it('returns a Ref for a child that ended during its first synchronous run', async () => {
     const p = await runtime.spawn(PROCS, 'spawnsShortLived', [PROCS, runtime.host.self], { worker: 0 });
     expect(await runtime.receive({ timeout: 5000 })).toEqual({ spawned: true, same: true });
     runtime.host.drop(p);
@@ -66,7 +66,7 @@ describe('stress findings: the runtime', () => {
   // runtime-bugs.txt #3: shutdown while a crashed worker is being replaced throws InvalidHandle
   // ('this table is closed') from the main thread's 'ready' handler (an uncaught exception) and
   // never stops the replacement worker. Run in a process of its own (the exception is uncaught).
-  it.fails('shuts down cleanly while a crashed worker is being replaced', () => {
+  it('shuts down cleanly while a crashed worker is being replaced', () => {
     const script = fileURLToPath(
       new URL('../stress/fixtures/shutdown-during-replacement.ts', import.meta.url),
     );
@@ -79,7 +79,7 @@ describe('stress findings: the runtime', () => {
   // them twice (decode's `unused` and toReceived's catch both list them): receive throws
   // InvalidHandle, and from then on every receive of that process throws (the leftover handles
   // stay in its unusedCaps list). Only forged or corrupted bytes can do it (host level).
-  it.fails('skips a malformed message with capabilities and keeps receiving', async () => {
+  it('skips a malformed message with capabilities and keeps receiving', async () => {
     const table = Ref.tableOf(runtime.host.self)!;
     const self = Ref.handleOf(runtime.host.self);
     const cap = table.demote(self, Perm.SEND);
