@@ -470,23 +470,23 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     const pMany = rateOf(runtime.request?.results, REQUEST_CONTENDERS.piscinaInFlight);
     notes.push(
       '**Request/reply, one at a time.** Between two requests both sides have nothing to run. A scheduler ' +
-        `worker keeps polling for 0.1 ms, the host for 0.05 ms (${INVESTIGATED}), then each parks with ` +
-        '`Atomics.waitAsync`. A round trip to a parked peer takes longer than that on this VM, so most requests ' +
-        'pay one or two wake-ups through the event loop' +
+        'worker keeps turning its event loop for 0.5 ms after its last ready bit before it parks with ' +
+        '`Atomics.waitAsync`, so a round trip between two processes usually finds its peer awake' +
         (pp?.p50 ? ` (process → process p50 ${formatNs(pp.p50.median)} here)` : '') +
-        ', where piscina’s worker waits in a synchronous `Atomics.wait`. With the scheduler polling 0.5–2 ms ' +
-        '(a patched copy of the runtime, same machine) process → process p50 was 5–9 µs. Even at 5 µs, 10× ' +
-        'piscina needs a round trip under ' +
+        '; the host waits through the ring’s short spin and parks, so most host requests pay a wake-up through ' +
+        'the event loop, where piscina’s worker waits in a synchronous `Atomics.wait`. 10× piscina needs a round ' +
+        'trip under ' +
         (pSeq?.p50 ? formatNs(pSeq.p50.median / REQUEST_GOAL) : 'a tenth of piscina’s') +
         ': two encodes, two decodes and two hand-offs between cores, near this VM’s floor (the C cache-line ' +
-        'round trip of the main tables is one hand-off there and back).',
+        'round trip of the main tables is one hand-off there and back). On a quiet machine the same code measured ' +
+        'process → process p50 16–18 µs and host → process 6–7 µs (runtime/README.md).',
       `**Request/reply, ${REQUEST_IN_FLIGHT} in flight.** ` +
         (many !== undefined && pMany !== undefined
           ? `process → process is ${formatRatio(many / pMany)} piscina here. `
           : '') +
-        'In a profile both workers were about half idle: the requests and the replies travel in batches between ' +
-        'workers that park in between, for the same reason. With the scheduler polling 2 ms the same process → ' +
-        'process rounds ran at about 140 k/s instead of 40–50 k/s.',
+        'In a profile (scheduler polling 0.1 ms) both workers were about half idle: the requests and the replies ' +
+        'travel in batches between workers that park in between; polling 2 ms, the same process → process rounds ' +
+        'ran at about 140 k/s instead of 40–50 k/s. The code measured here polls 0.5 ms.',
     );
   }
   const million = runtime.million;
@@ -500,9 +500,9 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
     notes.push(
       `**JS heap per idle process** (no goal set): ${bytes(memory.heap.median)}: the Process, its core Table, ` +
         'Group, Mailbox and Ring objects, the Refs (its own and its spawner’s), the pending receive and the ' +
-        `scheduler’s wait. At ${INVESTIGATED} the Table still builds four collections and a 48-word scratch array ` +
-        'and the Mailbox one collection that an idle process never uses; making those lazy, as the Process’s ' +
-        'own now are, is the next saving.',
+        'scheduler’s wait. The core Table still builds four collections and the Mailbox one that an idle process ' +
+        'never uses (its scratch array is one per thread now); making those lazy, as the Process’s own are, is ' +
+        'the next saving.',
     );
   }
   const kill = runtime.killTree;
