@@ -91,4 +91,22 @@ describe('stress findings: the runtime', () => {
     expect(await runtime.receive({ timeout: 1000 })).toBe('after');
     await expectBaseline();
   });
+
+  // runtime-bugs.txt #7: the control routes the main thread posts to a worker as owned tokens
+  // (announceControl, and the replacement's list) are never imported nor discarded when that
+  // worker dies before handling the message: owned +1 and the route slot are kept for good.
+  it.fails('discards the owned control routes a worker died before importing', async () => {
+    let replaced = 0;
+    runtime.onWorkerReplaced = () => {
+      replaced++;
+    };
+    // Worker 0 is busy (no event-loop turn) while worker 1 crashes and is replaced: the new
+    // worker's control route, posted to worker 0, is still unread when worker 0 crashes too.
+    const blocker = await runtime.spawn(PROCS, 'blockThenExit', [2500], { worker: 0 });
+    await new Promise((r) => setTimeout(r, 50));
+    const crasher = await runtime.spawn(PROCS, 'crashWorker', [], { worker: 1 });
+    await expect.poll(() => replaced, { timeout: 20_000, interval: 20 }).toBe(2);
+    for (const r of [blocker, crasher]) runtime.host.drop(r);
+    await expectBaseline();
+  });
 });
