@@ -35,6 +35,7 @@ export interface HostOptions {
 export class ThreadHost implements ProcessHost, Waiter {
   readonly waiter: Waiter = this;
   private nextWorker = -1;
+  private readonly parked = new Set<Promise<void>>();
 
   constructor(private readonly options: HostOptions) {}
 
@@ -43,7 +44,23 @@ export class ThreadHost implements ProcessHost, Waiter {
   // The ring's own wait spins a little before it parks; polling the event loop on top of it
   // measured slower (p50 host -> process 7.4 µs against 6.2 µs).
   async wait(mailbox: Mailbox, timeoutMs: number): Promise<void> {
-    await mailbox.waitForSignal(timeoutMs);
+    const parked = mailbox.waitForSignal(timeoutMs);
+    this.parked.add(parked);
+    try {
+      await parked;
+    } finally {
+      this.parked.delete(parked);
+    }
+  }
+
+  /**
+   * Resolves once every wait parked now has left. A mailbox closed under a
+   * parked wait keeps its ring until the wait leaves (the close's nudge wakes
+   * it on a later turn of the event loop): whoever ends the processes of this
+   * thread and wants nothing left behind awaits this.
+   */
+  async settled(): Promise<void> {
+    while (this.parked.size > 0) await Promise.allSettled([...this.parked]);
   }
 
   forget(): void {

@@ -57,6 +57,12 @@ interface WorkerSlot {
   doorbellBase: number;
   /** Settles once the worker said ready or failed to start (shutdown waits for a starting one). */
   starting: Promise<void>;
+  /**
+   * Control routes posted to this worker as owned tokens. One it had not
+   * imported when it died would hold its route for good: they are discarded
+   * then (discarding one already imported does nothing).
+   */
+  tokens: OwnedCapability[];
 }
 
 const BOOT_URL = new URL('./boot.mjs', import.meta.url);
@@ -73,6 +79,7 @@ export class Runtime {
   onWorkerReplaced: ((index: number, reason: WorkerCrashReason) => void) | undefined;
 
   private readonly hostProcess: Process;
+  private readonly threadHost: ThreadHost;
   private readonly sandboxes: SandboxHost;
   private readonly system: Table;
   private readonly controls: number[];
@@ -90,6 +97,8 @@ export class Runtime {
     await Promise.all(runtime.slots.map((_, i) => runtime.startWorker(i)));
     for (let i = 0; i < runtime.workerCount; i++) runtime.announceControl(i);
     await Promise.all(runtime.slots.map((_, i) => runtime.sync(i)));
+    // Every worker has handled its messages, so imported every token posted to it.
+    for (const slot of runtime.slots) slot.tokens.length = 0;
     return runtime;
   }
 
@@ -122,6 +131,7 @@ export class Runtime {
       initDoorbell(i32, offset >> 2, bits);
       this.slots.push({
         starting: Promise.resolve(),
+        tokens: [],
         worker: undefined as unknown as Worker,
         thread: null,
         error: undefined,
@@ -137,6 +147,7 @@ export class Runtime {
       processMailboxCapacity: this.options.processMailboxCapacity,
       spawnSandbox: this.sandboxes.spawn,
     });
+    this.threadHost = threadHost;
     this.hostProcess = new Process(threadHost, this.office.createTable(), undefined);
     this.hostProcess.prepareRequests(); // made now, so stats() taken after start already counts it
     this.host = this.hostProcess;
@@ -217,9 +228,21 @@ export class Runtime {
     for (let i = 0; i < this.workerCount; i++) {
       const slot = this.slots[i] as WorkerSlot;
       if (slot.thread === null) continue;
-      const route: OwnedCapability = this.system.toOwned(h);
-      slot.worker.postMessage({ type: 'control', index, route } satisfies ToWorker);
+      this.postControl(slot, index, h);
     }
+  }
+
+  /** Posts worker `index`'s control route (a handle of `system`) to `slot`'s worker as an owned token. */
+  private postControl(slot: WorkerSlot, index: number, h: number): void {
+    const route: OwnedCapability = this.system.toOwned(h);
+    slot.tokens.push(route);
+    slot.worker.postMessage({ type: 'control', index, route } satisfies ToWorker);
+  }
+
+  /** Discards the tokens posted to a worker that died (those it imported are gone already). */
+  private discardTokens(slot: WorkerSlot): void {
+    for (const token of slot.tokens) this.office.discardOwned(token);
+    slot.tokens.length = 0;
   }
 
   /** A worker exited without being asked: its processes die, and a new worker takes its place. */
@@ -237,6 +260,7 @@ export class Runtime {
     if (old !== 0) this.system.release(old);
     slot.thread = null;
     this.office.markThreadDead(thread.slot, thread.generation, killReason(reason));
+    this.discardTokens(slot);
     if (this.stopping) return;
     void this.startWorker(index).then(
       () => {
@@ -244,12 +268,7 @@ export class Runtime {
         // The new worker learns every control route; every worker learns the new one.
         for (let i = 0; i < this.workerCount; i++) {
           if (i === index || this.controls[i] === 0) continue;
-          const route = this.system.toOwned(this.controls[i] as number);
-          (this.slots[index] as WorkerSlot).worker.postMessage({
-            type: 'control',
-            index: i,
-            route,
-          } satisfies ToWorker);
+          this.postControl(this.slots[index] as WorkerSlot, i, this.controls[i] as number);
         }
         this.announceControl(index);
         this.onWorkerReplaced?.(index, reason);
@@ -373,8 +392,10 @@ export class Runtime {
         this.office.markThreadDead(slot.thread.slot, slot.thread.generation, killReason('shutdown'));
         slot.thread = null;
       }
+      this.discardTokens(slot);
     }
     this.hostProcess.end('shutdown');
+    await this.threadHost.settled(); // the host's parked waits let go of their rings
     this.system.close();
     for (const slot of this.slots) {
       this.office.o.freeHeap(
