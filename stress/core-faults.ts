@@ -1049,6 +1049,7 @@ async function oneThreadDeath(p: Probe): Promise<void> {
       const tokens = ready.flatMap((r) => r.tokens[i]!);
       threads[i]!.postMessage({ kind: 'peers', tokens } satisfies DeathFromMain);
     }
+    for (let i = 0; i < workers; i++) await awaitMessage(i, 'imported');
     await sleep(p.prng.int(20, 200));
     const victim = p.prng.int(0, workers - 1);
     const beats = (i: number) => Atomics.load(ctrl, CTRL_WORKER + 4 * i + W_BEAT);

@@ -59,6 +59,7 @@ export interface DeathWorkerInit {
 
 export type DeathToMain =
   | { kind: 'ready'; thread: { slot: number; generation: number }; tokens: OwnedCapability[][] }
+  | { kind: 'imported' }
   | { kind: 'done'; ops: number }
   | { kind: 'error'; message: string };
 
@@ -109,6 +110,8 @@ async function run(): Promise<void> {
     const peersMessage = await next();
     if (peersMessage.kind !== 'peers') throw new Error('expected peers');
     for (const token of peersMessage.tokens) peers.push(t.importOwned(token));
+    // The main thread holds the tokens it routed until this: a token nobody imports would leak.
+    port.postMessage({ kind: 'imported' } satisfies DeathToMain);
     let ops = 0;
     const setOp = (op: (typeof OPS)[number]) => {
       Atomics.store(ctrl, me + W_OP, OPS.indexOf(op));

@@ -53,7 +53,12 @@ export const W_STRICT = 12; // main: 1 = a known (filed) defect counts as a viol
  * (test/stress-*.test.ts). Until fixed, a reproduction is counted here and
  * shown in the report, not counted as a violation (unless --strict).
  */
-export const DEFECTS = ['spawn-child-ended', 'crash-pending-send-leak', 'crash-owned-token-leak'] as const;
+export const DEFECTS = [
+  'spawn-child-ended',
+  'crash-pending-send-leak',
+  'crash-owned-token-leak',
+  'crash-dead-thread-slot',
+] as const;
 export type Defect = (typeof DEFECTS)[number];
 
 export const KINDS = [

@@ -670,6 +670,8 @@ class Round {
     if (!diffs.every((d) => allowed.has(d.split(' ')[0]!))) return null;
     const { routes, groups } = newSlots(this.runtime.office.buffer, this.baselineSlots!, 1 << 20);
     const found = new Set<Defect>();
+    // A crashed worker's producer slot kept while the last ring it wrote into lives.
+    if (diffs.some((d) => d.startsWith('threads '))) found.add('crash-dead-thread-slot');
     // Owned tokens nobody will import: each holds a route (live or dead) and a node.
     if (diffs.some((d) => d.startsWith('owned '))) found.add('crash-owned-token-leak');
     for (const r of routes) {

@@ -95,7 +95,7 @@ describe('stress findings: the runtime', () => {
   // runtime-bugs.txt #7: the control routes the main thread posts to a worker as owned tokens
   // (announceControl, and the replacement's list) are never imported nor discarded when that
   // worker dies before handling the message: owned +1 and the route slot are kept for good.
-  it.fails('discards the owned control routes a worker died before importing', async () => {
+  it('discards the owned control routes a worker died before importing', async () => {
     let replaced = 0;
     runtime.onWorkerReplaced = () => {
       replaced++;
