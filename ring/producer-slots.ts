@@ -274,9 +274,13 @@ export class ProducerSlots {
       Atomics.sub(i32, ((waitingRing - 1) >> 2) + W_ROOM_WAITERS, 1);
     }
     const ring = i32[word + SLOT_ANNOUNCE_RING]!; // the dead thread wrote it, and wrote nothing since
-    if (ring === 0) {
-      // It never claimed anything: nothing to recover, the slot is free at once.
-      Atomics.store(i32, word + SLOT_STATE, (generation << GEN_SHIFT) | FREE);
+    // ANNOUNCE_BYTES is set before every claim's CAS and cleared only after its publish: 0 means no
+    // claim of its is in flight (it died between writes, or never claimed anything).
+    if (ring === 0 || i32[word + SLOT_ANNOUNCE_BYTES] === 0) {
+      // Nothing to recover: the slot is free at once, rather than when the consumer of the ring it
+      // last wrote into next runs dry (which may be never, for a mailbox nobody reads).
+      i32[word + SLOT_ANNOUNCE_RING] = 0;
+      Atomics.store(i32, word + SLOT_STATE, (generation << GEN_SHIFT) | FREE); // publishes: the slot can be acquired again
       return true;
     }
     Atomics.add(i32, this.base + H_DEAD_COUNT, 1); // publishes: consumers now look for its claim

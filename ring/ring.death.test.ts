@@ -389,21 +389,31 @@ describe('recovery of a dead claim (one thread, deterministic)', () => {
     const f = makeFixture({ capacity: 256, maxProducers: 3 });
     const a = f.slots.acquire();
     const b = f.slots.acquire();
-    expect(f.ring.tryWrite(a, 1, patterned(0, 8))).toBe(true);
+    // A dies with a claim in flight (DEAD until the consumer recovers it); B after a finished write.
+    expect(f.ring.tryClaim(a, 1, 8)).toBeGreaterThan(0);
     expect(f.ring.tryWrite(b, 2, patterned(1, 8))).toBe(true);
     expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
-    expect(f.ring.tryRead()).toEqual(patterned(0, 8));
-    expect(f.ring.tryRead()).toEqual(patterned(1, 8));
-    // The consumer finds the ring empty and frees A; B's thread dies and is declared dead
-    // (by the thread that watches it) just as the consumer's scan has passed B's slot.
+    expect(f.slots.deadCount).toBe(1);
+    // B's thread is declared dead just as the consumer, recovering A's claim, looks at B's slot.
     interleaveAfterLoad(
       f.slots.slotWord(b.slot),
       () => expect(f.slots.markDead(b.slot, b.generation)).toBe(true),
-      () => expect(f.ring.tryRead()).toBeNull(),
+      () => expect(f.ring.tryRead()).toEqual(patterned(1, 8)),
     );
-    // The consumer only polls from here on; B's records were all consumed.
     for (let i = 0; i < 5; i++) expect(f.ring.tryRead()).toBeNull();
     expect(f.slots.deadCount).toBe(0);
+    expectNoLeak(f.ring, f.slots);
+  });
+
+  test('a producer declared dead with no claim in flight is freed at once', () => {
+    const f = makeFixture({ capacity: 256, maxProducers: 2 });
+    const a = f.slots.acquire();
+    expect(f.ring.tryWrite(a, 1, patterned(0, 8))).toBe(true);
+    expect(f.slots.markDead(a.slot, a.generation)).toBe(true);
+    // Freed without waiting for the consumer: nobody may ever read this ring dry again.
+    expect(f.slots.deadCount).toBe(0);
+    expect(f.slots.inUse()).toBe(0);
+    expect(f.ring.tryRead()).toEqual(patterned(0, 8));
     expectNoLeak(f.ring, f.slots);
   });
 
