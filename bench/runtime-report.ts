@@ -478,8 +478,8 @@ function runtimeNotes(runtime: RuntimeReport, report: RunReport): string[] {
         'trip under ' +
         (pSeq?.p50 ? formatNs(pSeq.p50.median / REQUEST_GOAL) : 'a tenth of piscina’s') +
         ': two encodes, two decodes and two hand-offs between cores, near this VM’s floor (the C cache-line ' +
-        'round trip of the main tables is one hand-off there and back). On a quiet machine the same code measured ' +
-        'process → process p50 16–18 µs and host → process 6–7 µs (runtime/README.md).',
+        'round trip of the main tables is one hand-off there and back). On a quieter machine the same code measured ' +
+        'process → process 16–18 µs per request (mean of 5,000 in a row) and host → process p50 6–7 µs.',
       `**Request/reply, ${REQUEST_IN_FLIGHT} in flight.** ` +
         (many !== undefined && pMany !== undefined
           ? `process → process is ${formatRatio(many / pMany)} piscina here. `
