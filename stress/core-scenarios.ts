@@ -152,10 +152,19 @@ class Crew {
  */
 const offices = new Map<number, PostOffice>();
 
+const MESSAGE_LIMITS = [16 << 10, 32 << 10, 64 << 10];
+
+/** The kept office for `maxMessageBytes`; the first call makes all three, so memory is flat from the first round on. */
 function officeFor(maxMessageBytes: number, workers: number): PostOffice {
+  for (const limit of MESSAGE_LIMITS)
+    if (limit !== maxMessageBytes && !offices.has(limit)) makeOffice(limit, workers);
   const kept = offices.get(maxMessageBytes);
   if (kept !== undefined && kept.stats().capacity.threads >= workers + 1) return kept;
   kept?.detach();
+  return makeOffice(maxMessageBytes, workers);
+}
+
+function makeOffice(maxMessageBytes: number, workers: number): PostOffice {
   const office = PostOffice.create({
     maxThreads: Math.max(16, workers + 1),
     maxRoutes: 4096,
@@ -176,7 +185,7 @@ export const coreMixed: Scenario = {
   async round(ctx: RoundContext): Promise<RoundResult> {
     const prng = new Prng(ctx.seed);
     const workers = ctx.workers <= 1 ? 1 : prng.int(2, ctx.workers);
-    const maxMessageBytes = [16 << 10, 32 << 10, 64 << 10][prng.int(0, 2)]!;
+    const maxMessageBytes = MESSAGE_LIMITS[prng.int(0, 2)]!;
     const office = officeFor(maxMessageBytes, workers);
     // Taken now, not at create: a kept office must be back to what this round found.
     const baseline = office.stats();
