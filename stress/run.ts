@@ -119,6 +119,7 @@ async function main(): Promise<number> {
   let faults = 0;
   let firstPass: ReturnType<typeof memory> | null = null;
   let peak: ReturnType<typeof memory> | null = null;
+  const passes: ReturnType<typeof memory>[] = [];
   const prng = new Prng(seed);
   process.stderr.write(
     `stress: profile ${values.profile}, ${seconds} s, seed ${seed}, up to ${workers} workers, scenarios ${chosen.map((s) => s.name).join(', ')}${values.strict ? ', strict' : ''}\n`,
@@ -176,17 +177,19 @@ async function main(): Promise<number> {
     rounds++;
     // Once every scenario has run once, everything a scenario keeps for good (its post offices,
     // the journal) exists: from there on memory must stay flat.
-    if (rounds === chosen.length) firstPass = memory();
-    if (rounds > chosen.length && rounds % chosen.length === 0) {
+    if (rounds % chosen.length === 0) {
       const m = memory();
-      peak =
-        peak === null
-          ? m
-          : {
-              heapMb: Math.max(peak.heapMb, m.heapMb),
-              rssMb: Math.max(peak.rssMb, m.rssMb),
-              sharedMb: Math.max(peak.sharedMb, m.sharedMb),
-            };
+      passes.push(m);
+      process.stderr.write(`[pass ${passes.length} done] memory: ${showMemory(m)}\n`);
+      if (rounds === chosen.length) firstPass = m;
+      else {
+        const prev = peak as ReturnType<typeof memory> | null;
+        peak = {
+          heapMb: Math.max(prev?.heapMb ?? 0, m.heapMb),
+          rssMb: Math.max(prev?.rssMb ?? 0, m.rssMb),
+          sharedMb: Math.max(prev?.sharedMb ?? 0, m.sharedMb),
+        };
+      }
     }
   }
   const wall = (performance.now() - started) / 1000;
@@ -225,6 +228,11 @@ async function main(): Promise<number> {
       ? []
       : [`  memory, highest at the end of a later pass:                 ${showMemory(peak)}`]),
     `  memory at the end:                                          ${showMemory(endMemory)}`,
+    ...(passes.length > 1
+      ? [
+          `  memory at the end of each pass (heap / rss / array buffers, MiB): ${passes.map((m) => `${m.heapMb.toFixed(1)}/${m.rssMb.toFixed(0)}/${m.sharedMb.toFixed(1)}`).join('  ')}`,
+        ]
+      : []),
     ...failures.map((f) => `  FAIL ${f}`),
     `${failures.length === 0 ? rounds : rounds - failures.length} passed, ${failures.length} failed`,
   );

@@ -58,6 +58,7 @@ import {
   reasonToken,
   S_QUIET,
   showToken,
+  TOKEN_KILLED,
   TOKEN_NORMAL,
   TOKEN_UNKNOWN,
   W_CAP,
@@ -137,6 +138,7 @@ class Round {
   private baseline: PostOfficeStats | null = null;
   private baselineSlots: ReturnType<typeof slotsInUse> | null = null;
   private replaced = 0;
+  private reasonsDropped = 0;
   private spawnedByHost = 0;
   private shutDown = false;
   private hostFailure: string | null = null;
@@ -226,6 +228,7 @@ class Round {
         processes: this.registered.size,
         deaths: this.deaths.size,
         workersReplaced: this.replaced,
+        diedKilledNoReason: this.reasonsDropped,
       },
       faults: crashes + (counts.faults ?? 0) + (counts.restrictRefused ?? 0),
       defects: this.j.defects(),
@@ -529,6 +532,12 @@ class Round {
     const death = (id: number) => this.deaths.get(id);
     // Reasons: every death names a reason someone issued.
     for (const [id, token] of this.deaths) {
+      // 'killed' is a kill whose reason was not stored: the post office drops a kill's detail when
+      // its heap is full (core/README, exit reasons), and a spawn rolled back ends its child so.
+      if (token === TOKEN_KILLED) {
+        this.reasonsDropped++;
+        continue;
+      }
       const ok = model.issued.has(token) || (token === TOKEN_NORMAL && model.normal);
       if (!ok) {
         const raw = this.rawReasons.get(id);
