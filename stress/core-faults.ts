@@ -90,14 +90,6 @@ function fail(invariant: string, detail: string): never {
 
 /** Known defects of core/ and runtime/ this scenario reproduces (see the header). */
 export const CORE_DEFECTS = {
-  'record-unknown-type':
-    'core-bugs.txt [S1]: a ring record of a type the post office never writes is delivered as a message',
-  'record-forged-accepted':
-    'core-bugs.txt [S1]: a forged capability or out-of-line record (garbage counts, routes, offsets) is delivered',
-  'record-forged-stuck': 'core-bugs.txt [S1]: a forged record makes every later receive of the mailbox throw',
-  'record-forged-untyped': 'core-bugs.txt [S1]: a forged record makes receive throw an untyped error',
-  'decode-error-double-release':
-    'runtime-bugs.txt [S4]: a malformed message with capabilities makes receive throw InvalidHandle (capabilities released twice)',
   'dead-thread-lock':
     'core-bugs.txt [S2]: a thread terminated inside a control operation leaves a lock held for good',
   'dead-thread-op-leak':
@@ -680,19 +672,18 @@ function records(p: Probe): void {
       after = `${(error as Error).name}: ${(error as Error).message}`;
     }
     const what = `a forged ${label} record (${payload.length} bytes)`;
-    if (outcome === 'untyped') p.defect('record-forged-untyped', `${what}: receive threw ${detail}`);
-    else if (outcome === 'delivered' && type > REC_NUDGE)
-      p.defect('record-unknown-type', `${what} was delivered as a ${detail}`);
-    else if (outcome === 'delivered' && !wellFormed)
-      p.defect('record-forged-accepted', `${what} was delivered (${detail})`);
-    else if (outcome === 'delivered' && type === REC_NUDGE)
+    // Fixed in core (a3883dc): such records are skipped with CorruptRecord; anything else is a violation.
+    if (outcome === 'untyped') fail('records', `${what}: receive threw ${detail}`);
+    if (outcome === 'delivered' && type > REC_NUDGE) fail('records', `${what} was delivered as a ${detail}`);
+    if (outcome === 'delivered' && !wellFormed) fail('records', `${what} was delivered (${detail})`);
+    if (outcome === 'delivered' && type === REC_NUDGE)
       fail('records', `${what} was delivered as a ${detail}`);
-    else if (!works)
-      p.defect(
-        'record-forged-stuck',
+    if (!works) {
+      fail(
+        'records',
         `${what}: ${detail || 'skipped'}; then a real message did not come (${after || 'nothing'})`,
       );
-    else p.count(outcome === 'delivered' ? 'recordsDelivered' : 'recordsRefused');
+    } else p.count(outcome === 'delivered' ? 'recordsDelivered' : 'recordsRefused');
     p.fault('forgedRecord');
     // The office is thrown away: what a forged record did to it is not carried on.
     try {
@@ -941,14 +932,10 @@ async function codec(p: Probe): Promise<void> {
         p.count(delivered > 0 ? 'junkDelivered' : 'junkSkipped');
         continue;
       }
-      if (errors.every((e) => e.startsWith('InvalidHandle') || e.includes('was lost'))) {
-        p.defect(
-          'decode-error-double-release',
-          `${bytes.length} junk bytes with ${caps.length} capabilities: ${errors.join('; ')}`,
-        );
-        // Its worker's receives stay broken for a while (the leftovers are per thread): enough.
-        break;
-      } else fail('codec', `receive of ${bytes.length} junk bytes threw ${errors.join('; ')}`);
+      fail(
+        'codec',
+        `receive of ${bytes.length} junk bytes with ${caps.length} capabilities: ${errors.join('; ')}`,
+      );
     }
     runtime.kill(eater);
     host.drop(eater);

@@ -38,10 +38,9 @@ import type { PostOfficeStats } from '../core/index.ts';
 import { Prng } from '../ring/test/records.ts';
 import { sleep } from '../ring/test/workers.ts';
 import { isDown, ReceiveTimeout, type Ref, Runtime, SpawnError } from '../runtime/index.ts';
-import { describeNewSlots, newSlots, slotsInUse } from './census.ts';
+import { describeNewSlots, slotsInUse } from './census.ts';
 import { type AgentInit, type CrashMethod, permNames, type Role } from './fixtures/runtime-mixed.procs.ts';
 import {
-  type Defect,
   EV_CRASH,
   EV_DEATH,
   EV_DEMONITOR,
@@ -652,52 +651,10 @@ class Round {
       if (performance.now() > until) {
         const census = describeNewSlots(this.runtime.office.buffer, this.baselineSlots!);
         const text = `stats() with every process gone differs from the baseline: ${diffs.join(', ')}; ${census.join('; ')}`;
-        const known = this.crashLeaks(diffs);
-        if (known !== null) {
-          for (const d of known) this.j.defect(d, text);
-          this.checkProcesses();
-          return;
-        }
         fail('leak', text);
       }
       await sleep(20);
     }
-  }
-
-  /**
-   * Which known crash leak a leak is, if it is exactly known ones (runtime-bugs.txt S1, S7), else
-   * null. A worker was replaced; only routes, groups, heap, details, threads, owned tokens and
-   * nodes differ; every new route slot is a live mailbox (a replacement worker's control
-   * mailbox), or closed and gone and held by nothing but owned tokens (S7: control routes posted
-   * to a worker that died before importing them), or by a pin or by references no table entry or
-   * list node accounts for (S1: a waiting send's prepared record); every new group is dead (or a
-   * replacement's, alive).
-   */
-  private crashLeaks(diffs: string[]): Defect[] | null {
-    if (this.replaced === 0) return null;
-    const allowed = new Set(['routes', 'groups', 'heapBytes', 'details', 'threads', 'owned', 'nodes']);
-    if (!diffs.every((d) => allowed.has(d.split(' ')[0]!))) return null;
-    const { routes, groups } = newSlots(this.runtime.office.buffer, this.baselineSlots!, 1 << 20);
-    const found = new Set<Defect>();
-    // A crashed worker's producer slot kept while the last ring it wrote into lives.
-    if (diffs.some((d) => d.startsWith('threads '))) found.add('crash-dead-thread-slot');
-    // Owned tokens nobody will import: each holds a route (live or dead) and a node.
-    if (diffs.some((d) => d.startsWith('owned '))) found.add('crash-owned-token-leak');
-    for (const r of routes) {
-      if (!r.closed && r.ownerTable >= 0) continue;
-      if (!r.closed || !r.gone) return null;
-      if (
-        r.holders.length > 0 &&
-        r.holders.length === r.refs &&
-        r.holders.every((h) => h === 'node of kind 4')
-      ) {
-        found.add('crash-owned-token-leak');
-      } else if (r.pins > 0 || r.refs > r.holders.length) found.add('crash-pending-send-leak');
-      else return null;
-    }
-    if (found.size === 0) return null;
-    if (!groups.every((g) => g.state === 'dead' || (g.state === 'alive' && g.object === 1))) return null;
-    return [...found];
   }
 
   private async shutdown(): Promise<void> {
