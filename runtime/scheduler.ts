@@ -54,7 +54,7 @@ const MICRO_YIELDS = 8;
 const MICRO_STEPS = 32;
 /** How long the loop keeps turning after the last ready bit before it parks (ms). */
 const SPIN_MS = 0.5;
-/** Processes `sweep` looks at before each park. */
+/** Processes `sweep` looks at after each park that timed out. */
 const SWEEP_BUDGET = 1024;
 /** Longest park of an idle worker (ms). */
 const IDLE_PARK_MS = 100;
@@ -226,7 +226,6 @@ export class Scheduler implements ProcessHost, Waiter {
         continue;
       }
       idleSince = -1;
-      this.sweep(SWEEP_BUDGET);
       this.office.idle(); // hold no mailbox's ring while parked
       if (!doorbell.prepareToPark()) continue;
       const deadProducers = this.control.ring.deadProducers;
@@ -239,7 +238,9 @@ export class Scheduler implements ProcessHost, Waiter {
         1,
         deadProducers ? DEAD_PRODUCER_REPOLL_MS : IDLE_PARK_MS,
       );
-      if (parked !== undefined) await parked;
+      // Woken by nothing for a whole park: idle, so the time to look for processes killed while
+      // they were not waiting (not on every park: a busy worker parks between requests).
+      if (parked !== undefined && (await parked) === 'timed-out') this.sweep(SWEEP_BUDGET);
       doorbell.awake();
       if (deadProducers) this.repollAll();
     }
@@ -248,9 +249,9 @@ export class Scheduler implements ProcessHost, Waiter {
   /**
    * Tears down processes killed while they were not waiting on their mailbox
    * (busy, or awaiting something else: a kill's nudge rings only an armed
-   * mailbox). Looks at up to `budget` processes per call, resuming where the
-   * last call stopped, so a worker with many processes spreads the cost over
-   * its parks.
+   * mailbox). Runs when a park times out (the worker is idle); looks at up to
+   * `budget` processes per call, resuming where the last call stopped, so a
+   * worker with many processes spreads the cost over its idle periods.
    */
   private sweep(budget: number): void {
     for (let i = 0; i < budget; i++) {
